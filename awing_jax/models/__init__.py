@@ -1,0 +1,1 @@
+"""Face-alignment networks."""

@@ -1,0 +1,1 @@
+"""TFDS builders for the face-alignment benchmarks (built from manually downloaded files)."""
