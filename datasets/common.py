@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 
 import cv2
 import numpy as np
+import scipy.io
 import tensorflow_datasets as tfds
 
 from awing_jax import crop
@@ -134,3 +135,116 @@ def find_files(root: str, names: Iterable[str]) -> dict[str, str]:
                 raise DatasetError(f"{name} found twice under {root}: {found[name]} and {path}")
             found[name] = path
     return found
+
+
+def manual_dir(dl_manager) -> str:
+    """The manual directory of a TFDS ``dl_manager``; missing or empty: :class:`DatasetError`.
+
+    TFDS's own message names the directory and repeats ``MANUAL_DOWNLOAD_INSTRUCTIONS``.
+    """
+    try:
+        return os.fspath(dl_manager.manual_dir)
+    except AssertionError as e:
+        raise DatasetError(str(e)) from None
+
+
+def require_files(root: str, expected: Mapping[str, str]) -> dict[str, str]:
+    """Finds every file of ``expected`` (name -> where it goes and where to get it) under ``root``.
+
+    Returns name -> path; raises one :class:`DatasetError` listing every missing file with its hint.
+    """
+    found = find_files(root, expected)
+    missing = [f"{name}: {hint}" for name, hint in expected.items() if name not in found]
+    if missing:
+        raise missing_files_error(root, missing)
+    return found
+
+
+def find_directory(root: str, name: str) -> str | None:
+    """The one folder called ``name`` under ``root`` (``root`` itself included), or None.
+
+    Raises :class:`DatasetError` if there are several.
+    """
+    found = [dirpath for dirpath, _, _ in os.walk(root) if os.path.basename(dirpath) == name]
+    if len(found) > 1:
+        raise DatasetError(f"folder {name!r} found {len(found)} times under {root}: {found}")
+    return found[0] if found else None
+
+
+def missing_files_error(root: str, missing: Iterable[str]) -> DatasetError:
+    """One error listing every expected file or folder absent from the manual directory ``root``.
+
+    For checks :func:`require_files` cannot express (folders, files needed together); each entry
+    of ``missing`` says what is missing, where it goes and where to get it.
+    """
+    return DatasetError(f"missing under the manual dir {root}:\n"
+                        + "\n".join(f"  {entry}" for entry in missing))
+
+
+class PhotoReader:
+    """Reads the photos a split's annotations point to, failing on or skipping bad ones.
+
+    With ``skip_missing_images`` a face whose photo is missing or unreadable is counted and skipped
+    (:meth:`read` returns None); without it the first such face raises a :class:`DatasetError`
+    naming the photo and the annotation that referenced it. The last photo is kept, since
+    consecutive faces often share one.
+    """
+
+    def __init__(self, skip_missing_images: bool):
+        self.skip_missing_images = skip_missing_images
+        self.skipped = 0
+        self._last_path: str | None = None
+        self._last_image: np.ndarray | None = None
+
+    def read(self, path: str, referenced_by: str) -> np.ndarray | None:
+        """(H, W, 3) uint8 RGB, or None for a skipped face; ``referenced_by`` is "file:line"."""
+        if path != self._last_path:
+            self._last_path = path
+            try:
+                self._last_image = read_image(path)
+            except DatasetError as e:
+                if not self.skip_missing_images:
+                    raise DatasetError(f"{referenced_by}: {e}") from None
+                self._last_image = None
+        if self._last_image is None:
+            self.skipped += 1
+        return self._last_image
+
+    def report(self, dataset: str, split: str) -> None:
+        """Prints how many faces of ``split`` were skipped (when skipping is on)."""
+        if self.skip_missing_images:
+            print(f"{dataset} {split}: skipped {self.skipped} faces whose image is missing or "
+                  "unreadable")
+
+
+def load_matlab_v5(path: str) -> dict:
+    """``scipy.io.loadmat`` of a MATLAB v5 file; a failure is a :class:`DatasetError` naming it."""
+    try:
+        return scipy.io.loadmat(path)
+    except (ValueError, NotImplementedError, OSError, TypeError) as e:
+        raise DatasetError(f"{path}: not readable as a MATLAB v5 .mat file: {e}") from None
+
+
+def raise_first_bad(bad, path: str, problem: str) -> None:
+    """Raises a :class:`DatasetError` naming the first face flagged in the (N,) bool ``bad``."""
+    rows = np.flatnonzero(bad)
+    if rows.size:
+        raise DatasetError(
+            f"{path}: entry {rows[0]} (0-based; {rows.size} entries in all): {problem}")
+
+
+def is_number(token: str) -> bool:
+    """Whether a text token is a finite number."""
+    try:
+        return bool(np.isfinite(float(token)))
+    except ValueError:
+        return False
+
+
+def parse_numbers(tokens: Iterable[str], where: str) -> np.ndarray:
+    """Text tokens -> (n,) float64; a :class:`DatasetError` names ``where`` and any bad token."""
+    tokens = list(tokens)
+    for index, token in enumerate(tokens, start=1):
+        if not is_number(token):
+            raise DatasetError(f"{where}: token {index} {token!r} is not a finite number")
+    return np.array(tokens, dtype=np.float64)

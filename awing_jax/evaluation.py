@@ -1,0 +1,155 @@
+"""Inference and evaluation: decoding the model's heatmaps, NME / FR / AUC over a split.
+
+Shared by the training loop (periodic validation), ``evaluate.py`` and the demo's mean-shape
+baseline. Errors are measured in model-input pixels, a similarity transform of the photo, so the
+normalised error equals the one in photo pixels.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+
+from awing_jax import input_pipeline, metrics
+from awing_jax.decode import decode_heatmaps
+from awing_jax.landmarks import get_scheme
+from awing_jax.models import DTYPES, create_model
+
+
+def predict_from_outputs(outputs, config, *, decoder: str | None = None):
+    """Landmarks (B, L, 2) in input pixels from the last stack's heatmaps."""
+    heatmaps = outputs[-1]
+    if config.model.boundary:
+        heatmaps = heatmaps[..., :-1]
+    return decode_heatmaps(heatmaps, stride=4, mode=decoder or config.decoder)
+
+
+def unflip_heatmaps(heatmaps, scheme, *, boundary: bool):
+    """Maps the heatmaps of a mirrored image back onto the original image.
+
+    Mirroring the input (x -> S-1-x) mirrors heatmap columns exactly (pixel j <-> W-1-j, because
+    heatmap pixel j is centred on input pixel 4j+1.5) and swaps left/right landmark channels.
+    """
+    perm = list(get_scheme(scheme).flip_permutation)
+    if boundary:
+        perm.append(len(perm))
+    return heatmaps[:, :, ::-1, :][..., np.asarray(perm)]
+
+
+def batch_nme(pred, batch, config, scheme, *, norm: str | None = None):
+    """Per-image NME (B,) of a batch. With the "box" normaliser and no box in the batch (training
+    batches), the landmarks' extent stands in for the face box."""
+    norm = norm or config.norm
+    boxes = batch.get("box")
+    if norm == "box" and boxes is None:
+        lm = batch["landmarks"]
+        boxes = jnp.concatenate([lm.min(axis=-2), lm.max(axis=-2)], axis=-1)
+    return metrics.nme(pred, batch["landmarks"], scheme=scheme, norm=norm, boxes=boxes,
+                       visible=batch["visible"])
+
+
+def make_inference_fn(config, *, decoder: str | None = None, flip_test: bool = False):
+    """A jitted ``fn(variables, images_uint8 (B, S, S, 3)) -> landmarks (B, L, 2)``."""
+    model = create_model(config)
+    dtype = DTYPES[config.dtype]
+
+    def infer(variables, images):
+        x = images.astype(dtype) / 255.0
+        outputs = model.apply(variables, x, train=False)
+        if flip_test:
+            mirrored = model.apply(variables, x[:, :, ::-1, :], train=False)
+            outputs = [0.5 * (o + unflip_heatmaps(m, config.scheme, boundary=config.model.boundary))
+                       for o, m in zip(outputs, mirrored, strict=True)]
+        return predict_from_outputs(outputs, config, decoder=decoder)
+
+    return jax.jit(infer)
+
+
+def model_variables(state) -> dict:
+    """``{"params", "batch_stats"}`` of a TrainState or of such a dict."""
+    if isinstance(state, dict):
+        return {"params": state["params"], "batch_stats": state["batch_stats"]}
+    return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def summarise(nmes: np.ndarray, threshold: float) -> dict:
+    return {
+        "nme": float(np.mean(nmes)),
+        "failure_rate": float(metrics.failure_rate(nmes, threshold)),
+        "auc": float(metrics.auc(nmes, threshold)),
+        "num_images": int(len(nmes)),
+    }
+
+
+def _gather_hosts(per_host: np.ndarray, total: int) -> np.ndarray:
+    """Concatenates each host's rows (every host pads to the same length with NaN)."""
+    if jax.process_count() == 1:
+        return per_host
+    rows = -(-total // jax.process_count())
+    padded = np.full((rows, *per_host.shape[1:]), np.nan)
+    padded[: len(per_host)] = per_host
+    gathered = np.asarray(multihost_utils.process_allgather(padded))
+    gathered = gathered.reshape(-1, *per_host.shape[1:])
+    keep = ~np.isnan(gathered.reshape(len(gathered), -1)[:, 0])
+    return gathered[keep]
+
+
+def evaluate_source(state, source, config, *, box: str | None = None, decoder: str | None = None,
+                    norm: str | None = None, flip_test: bool = False,
+                    batch_size: int | None = None) -> dict:
+    """Evaluates a model on every record of ``source``.
+
+    Returns the summary (``nme``, ``failure_rate``, ``auc`` at ``config.failure_threshold``,
+    ``num_images``) plus per-image arrays ``nmes`` (N,), ``indices`` (N,) and ``predictions``
+    (N, L, 2) in the original photo's pixels.
+    """
+    scheme = get_scheme(config.scheme)
+    norm = norm or config.norm
+    infer = make_inference_fn(config, decoder=decoder, flip_test=flip_test)
+    variables = model_variables(state)
+    nmes, indices, predictions = [], [], []
+    for batch in input_pipeline.eval_batches(
+            source, config, batch_size=batch_size or config.eval_batch_size,
+            box=box or config.eval_box, shard_index=jax.process_index(),
+            shard_count=jax.process_count()):
+        pred = np.asarray(infer(variables, batch["image"]), dtype=np.float64)
+        valid = batch["valid"]
+        nme = metrics.nme(pred, batch["landmarks"], scheme=scheme, norm=norm,
+                          boxes=batch["box"], visible=batch["visible"])
+        to_original = batch["to_original"]
+        photo = np.einsum("bij,blj->bli", to_original[:, :, :2], pred) + to_original[:, None, :, 2]
+        nmes.append(np.asarray(nme)[valid])
+        indices.append(batch["index"][valid])
+        predictions.append(photo[valid])
+    total = len(source)
+    nmes = _gather_hosts(np.concatenate(nmes), total)
+    indices = _gather_hosts(np.concatenate(indices).astype(np.float64), total).astype(np.int64)
+    predictions = _gather_hosts(np.concatenate(predictions), total)
+    return {**summarise(nmes, config.failure_threshold), "nmes": nmes, "indices": indices,
+            "predictions": predictions}
+
+
+def mean_shape_baseline(train_source, eval_source, config, *, box: str | None = None,
+                        norm: str | None = None) -> dict:
+    """Scores the trivial predictor: the training set's mean shape in the face square.
+
+    A trained model must beat it clearly; the demo prints both.
+    """
+    scheme = get_scheme(config.scheme)
+    box = box or config.eval_box
+    kw = {"batch_size": config.eval_batch_size, "box": box}
+    total, count = 0.0, 0.0
+    for batch in input_pipeline.eval_batches(train_source, config, **kw):
+        vis = (batch["visible"] & batch["valid"][:, None])[..., None]
+        total = total + np.sum(np.where(vis, batch["landmarks"], 0.0), axis=0)
+        count = count + np.sum(vis, axis=0)
+    mean_shape = total / np.maximum(count, 1)
+    nmes = []
+    for batch in input_pipeline.eval_batches(eval_source, config, **kw):
+        pred = np.broadcast_to(mean_shape, batch["landmarks"].shape)
+        nme = metrics.nme(pred, batch["landmarks"], scheme=scheme, norm=norm or config.norm,
+                          boxes=batch["box"], visible=batch["visible"])
+        nmes.append(np.asarray(nme)[batch["valid"]])
+    return summarise(np.concatenate(nmes), config.failure_threshold)

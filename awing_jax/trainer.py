@@ -1,0 +1,285 @@
+"""Training: the pmap train step and ``train_and_evaluate(config, workdir)``.
+
+One batch travels one way: grain pipeline (uint8 crops, landmarks; host) -> train step (targets,
+FAN forward, Adaptive Wing loss, pmean'ed gradients, RMSProp; device) -> metrics and checkpoints.
+Sections below follow that order: setup, model and optimiser, the step, the loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import jax_utils
+from flax.training import train_state
+
+from awing_jax import checkpoint as ckpt
+from awing_jax import evaluation, input_pipeline
+from awing_jax.landmarks import get_scheme
+from awing_jax.losses import heatmap_loss
+from awing_jax.models import DTYPES, create_model
+from awing_jax.targets import render_targets
+
+AXIS = "batch"
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or Inf; the last good checkpoint is left as it was."""
+
+
+class TrainState(train_state.TrainState):
+    """Params, optimiser state and step, plus the BatchNorm statistics.
+
+    All randomness of a run lives in the data pipeline (its per-record seeds derive from the run's
+    seed, the epoch and the record index), so the iterator state checkpointed beside this is the
+    run's whole RNG state.
+    """
+
+    batch_stats: Any = None
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def steps_per_epoch(config, num_train_examples: int) -> int:
+    return max(1, num_train_examples // config.batch_size)
+
+
+def total_steps(config, num_train_examples: int) -> int:
+    if config.num_train_steps > 0:
+        return config.num_train_steps
+    return config.num_epochs * steps_per_epoch(config, num_train_examples)
+
+
+def learning_rate_schedule(config, num_train_examples: int) -> optax.Schedule:
+    """Step decay: ``learning_rate`` times ``decay_factor`` at each of ``decay_epochs``."""
+    oc = config.optimizer
+    per_epoch = steps_per_epoch(config, num_train_examples)
+    return optax.piecewise_constant_schedule(
+        oc.learning_rate, {int(e) * per_epoch: oc.decay_factor for e in oc.decay_epochs})
+
+
+def create_optimizer(config, num_train_examples: int) -> optax.GradientTransformation:
+    """RMSProp as in PyTorch (the paper's framework): alpha 0.99, eps outside the sqrt, coupled
+    L2 weight decay added to the gradient, step decay of the learning rate."""
+    oc = config.optimizer
+    return optax.chain(
+        optax.add_decayed_weights(oc.weight_decay),
+        optax.rmsprop(learning_rate_schedule(config, num_train_examples), decay=0.99, eps=1e-8,
+                      eps_in_sqrt=False, momentum=oc.momentum or None),
+    )
+
+
+def initial_variables(model, config, rng):
+    image = jnp.zeros((1, config.input_size, config.input_size, 3), jnp.float32)
+    return model.init(rng, image, train=False)
+
+
+def create_train_state(config, rng, num_train_examples: int) -> TrainState:
+    model = create_model(config)
+    variables = jax.jit(functools.partial(initial_variables, model, config))(rng)
+    return TrainState.create(
+        apply_fn=model.apply, params=variables["params"],
+        batch_stats=variables.get("batch_stats"),
+        tx=create_optimizer(config, num_train_examples),
+    )
+
+
+def abstract_train_state(config, num_train_examples: int) -> TrainState:
+    """The state's structure, shapes and dtypes without allocating it (for restoring)."""
+    return jax.eval_shape(
+        lambda rng: create_train_state(config, rng, num_train_examples), jax.random.key(0))
+
+
+# ----------------------------------------------------------------------------- the step
+
+
+def compute_loss(params, batch_stats, batch, *, apply_fn, config, scheme):
+    """Renders the targets on device, runs the model and returns (loss, (outputs, new stats))."""
+    images = batch["image"].astype(DTYPES[config.dtype]) / 255.0
+    heatmap_size = config.input_size // 4
+    targets, mask = render_targets(
+        batch["landmarks"], batch["visible"], scheme, heatmap_size=heatmap_size,
+        sigma=config.target.sigma, boundary_sigma=config.target.boundary_sigma,
+        mode=config.target.mode, boundary=config.model.boundary)
+    outputs, new_state = apply_fn(
+        {"params": params, "batch_stats": batch_stats}, images, train=True,
+        mutable=["batch_stats"])
+    loss = heatmap_loss(
+        outputs, targets, kind=config.loss.kind, use_weight_map=config.loss.use_weight_map,
+        mask=mask[:, None, None, :], **loss_kwargs(config))
+    return loss, (outputs, new_state["batch_stats"])
+
+
+def loss_kwargs(config) -> dict:
+    kw = {}
+    if config.loss.use_weight_map:
+        kw.update(weight=config.loss.weight, threshold=config.loss.threshold)
+    return kw
+
+
+def all_finite(tree) -> jax.Array:
+    return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def train_step(state: TrainState, batch, *, config, scheme):
+    """One optimisation step on this device's share of the global batch (run under pmap).
+
+    Gradients and the loss are averaged over the ``batch`` axis (BatchNorm statistics are synced
+    by the model's ``bn_axis_name``). A non-finite loss, gradient or updated parameter leaves the
+    state unchanged and is reported in ``metrics["finite"]``, so the host can stop with the last
+    good state intact.
+    """
+    grad_fn = jax.value_and_grad(compute_loss, has_aux=True)
+    (loss, (outputs, batch_stats)), grads = grad_fn(
+        state.params, state.batch_stats, batch, apply_fn=state.apply_fn, config=config,
+        scheme=scheme)
+    grads = jax.lax.pmean(grads, AXIS)
+    loss = jax.lax.pmean(loss, AXIS)
+    new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    finite = jnp.isfinite(loss) & all_finite(grads) & all_finite(new_state.params)
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+    pred = evaluation.predict_from_outputs(outputs, config)
+    nme = evaluation.batch_nme(pred, batch, config, scheme)
+    metrics = {"loss": loss, "train_nme": jax.lax.pmean(jnp.mean(nme), AXIS),
+               "finite": finite.astype(jnp.float32)}
+    return new_state, metrics
+
+
+def make_p_train_step(config):
+    scheme = get_scheme(config.scheme)
+    step = functools.partial(train_step, config=config, scheme=scheme)
+    return jax.pmap(step, axis_name=AXIS, donate_argnums=(0,))
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def _log_json(path: str, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Trains ``config`` in ``workdir``, resuming from its latest checkpoint if there is one.
+
+    Returns the final validation metrics (NME, FR, AUC on ``config.eval_split``).
+    """
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    is_main = jax.process_index() == 0
+    scheme = get_scheme(config.scheme)
+    if config.batch_size % jax.device_count():
+        raise ValueError(f"batch_size {config.batch_size} is not divisible by the "
+                         f"{jax.device_count()} devices")
+    per_device_batch = config.batch_size // jax.device_count()
+
+    # Input.
+    train_source = input_pipeline.data_source(config.dataset, config.train_split, config.data_dir)
+    eval_source = input_pipeline.data_source(config.dataset, config.eval_split, config.data_dir)
+    num_train = len(train_source)
+    num_steps = total_steps(config, num_train)
+    iterator = input_pipeline.train_iterator(
+        train_source, config, seed=config.seed, num_local_devices=jax.local_device_count(),
+        per_device_batch=per_device_batch)
+
+    # Model and optimiser, restored if the run was interrupted.
+    manager = ckpt.create_manager(workdir)
+    state = create_train_state(config, jax.random.key(config.seed), num_train)
+    if manager.latest_step() is not None:
+        state = ckpt.restore(manager, manager.latest_step(), state, iterator)
+        if is_main:
+            print(f"resumed from step {int(state.step)} in {manager.directory}", flush=True)
+    start_step = int(state.step)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+
+    p_train_step = make_p_train_step(config)
+    state = jax_utils.replicate(state)
+    writer = _summary_writer(workdir) if is_main else None
+    progress = _progress(start_step, num_steps) if is_main else None
+
+    def evaluate_and_save(step: int) -> dict:
+        host_state = jax.device_get(jax_utils.unreplicate(state))
+        result = evaluation.evaluate_source(host_state, eval_source, config)
+        summary = {k: v for k, v in result.items() if np.isscalar(v)}
+        ckpt.save(manager, step, host_state, iterator, config, metrics={"nme": summary["nme"]})
+        if is_main:
+            _log_json(os.path.join(workdir, "metrics.jsonl"),
+                      {"step": step, "split": config.eval_split, **summary})
+            for k, v in summary.items():
+                writer.add_scalar(f"eval/{k}", v, step)
+            print(f"\nstep {step}: {config.eval_split} NME {summary['nme']:.4f} "
+                  f"FR@{config.failure_threshold} {summary['failure_rate']:.4f} "
+                  f"AUC@{config.failure_threshold} {summary['auc']:.4f}", flush=True)
+        return summary
+
+    # Training loop. Metrics stay on device until a log step, so dispatch runs ahead of compute
+    # (and host->device copies overlap the previous step). No device-side prefetch: the iterator
+    # must not run ahead of the step, or its checkpointed state would skip batches on resume.
+    schedule = learning_rate_schedule(config, num_train)
+    pending: list = []
+    summary: dict = {}
+    t0 = time.time()
+    for step in range(start_step + 1, num_steps + 1):
+        batch = next(iterator)
+        state, metrics = p_train_step(state, batch)
+        pending.append(metrics)
+        if progress is not None:
+            progress.update(1)
+        if step % config.log_every_steps == 0 or step == num_steps:
+            logged = jax.device_get([jax.tree.map(lambda x: x[0], m) for m in pending])
+            pending = []
+            if not all(m["finite"] == 1.0 for m in logged):
+                bad = step - len(logged) + 1 + next(
+                    i for i, m in enumerate(logged) if not m["finite"])
+                last = manager.latest_step()
+                raise TrainingDivergedError(
+                    f"loss or gradients became NaN/Inf at step {bad}; the update was skipped and "
+                    f"training stopped. Last good checkpoint: "
+                    f"{'none' if last is None else f'step {last}'} in {manager.directory}. "
+                    "Lower the learning rate or check the data.")
+            record = {k: float(np.mean([m[k] for m in logged])) for k in ("loss", "train_nme")}
+            record.update(step=step, learning_rate=float(schedule(step - 1)),
+                          images_per_second=len(logged) * config.batch_size / (time.time() - t0))
+            t0 = time.time()
+            if is_main:
+                _log_json(os.path.join(workdir, "metrics.jsonl"), record)
+                for k in ("loss", "train_nme", "learning_rate", "images_per_second"):
+                    writer.add_scalar(f"train/{k}", record[k], step)
+                progress.set_postfix(loss=f"{record['loss']:.4f}", nme=f"{record['train_nme']:.4f}")
+        if step % config.eval_every_steps == 0 or step == num_steps:
+            summary = evaluate_and_save(step)
+        elif step % config.checkpoint_every_steps == 0:
+            ckpt.save(manager, step, jax.device_get(jax_utils.unreplicate(state)), iterator, config)
+    if not summary:  # resumed after the last step: report the final checkpoint's metrics
+        summary = evaluation.evaluate_source(
+            jax.device_get(jax_utils.unreplicate(state)), eval_source, config)
+        summary = {k: v for k, v in summary.items() if np.isscalar(v)}
+    manager.wait_until_finished()
+    if progress is not None:
+        progress.close()
+        writer.close()
+    return summary
+
+
+def _summary_writer(workdir: str):
+    from tensorboardX import SummaryWriter
+
+    return SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+
+def _progress(start: int, total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=start, unit="step", dynamic_ncols=True,
+                mininterval=1.0, disable=None)
+

@@ -1,0 +1,12 @@
+"""COFW, 29 points, normalised by the inter-pupil distance as in the AWing and Wing papers."""
+
+from configs import base
+
+
+def get_config():
+    c = base.get_config()
+    c.dataset = "cofw"
+    c.scheme = "cofw"
+    c.norm = "inter_pupil"
+    c.box_scale = 1.25
+    return c

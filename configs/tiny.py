@@ -1,0 +1,23 @@
+"""A tiny model on a tiny input, for tests: seconds to compile and run on a CPU."""
+
+from configs import base
+
+
+def get_config():
+    c = base.get_config()
+    c.dataset = "synthetic_faces"
+    c.scheme = "300w"
+    c.input_size = 32
+    c.box_scale = 1.25
+    c.model.num_stacks = 1
+    c.model.features = 16
+    c.model.depth = 2
+    c.batch_size = 8
+    c.optimizer.learning_rate = 1e-3
+    c.num_train_steps = 4
+    c.eval_every_steps = 4
+    c.checkpoint_every_steps = 2
+    c.log_every_steps = 1
+    c.eval_batch_size = 8
+    c.prefetch_threads = 2
+    return c

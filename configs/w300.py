@@ -1,0 +1,13 @@
+"""300W, 68 points: train on the 3,148 training faces, validate on the full (common + challenge) set."""
+
+from configs import base
+
+
+def get_config():
+    c = base.get_config()
+    c.dataset = "w300"
+    c.scheme = "300w"
+    c.eval_split = "full"
+    c.norm = "inter_ocular"
+    c.box_scale = 1.25
+    return c

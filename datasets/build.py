@@ -1,0 +1,104 @@
+"""Builds a face-alignment dataset once, as TFDS array_record files (no TensorFlow needed).
+
+    python -m datasets.build NAME --manual_dir DIR [--data_dir DIR] [--config NAME]
+        [--skip_missing_images] [--image_size N] [--num_train N ... (synthetic_faces)]
+
+Read the result with ``tfds.data_source(NAME, data_dir=DIR)``. The library entry point is
+:func:`build`; a :class:`~datasets.common.DatasetError` (missing or malformed input) makes the
+command print its message to stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+import tensorflow_datasets as tfds
+
+from datasets.common import DatasetError
+
+NAMES = ("wflw", "w300", "cofw", "aflw19", "synthetic_faces")
+
+# Constructor keyword arguments only some builders take, exposed as --flags: name -> {kwarg: type}.
+BUILDER_FLAGS: dict[str, dict[str, type]] = {
+    "synthetic_faces": {"num_train": int, "num_test": int, "seed": int},
+}
+
+
+def default_data_dir() -> str:
+    """Where TFDS keeps datasets unless told otherwise: $TFDS_DATA_DIR or ~/tensorflow_datasets."""
+    return os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
+
+
+def builder_class(name: str) -> type[tfds.core.GeneratorBasedBuilder]:
+    """The builder of dataset ``name`` (importing it registers it with TFDS)."""
+    if name not in NAMES:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}")
+    return importlib.import_module(f"datasets.{name}").Builder
+
+
+def build(name: str, *, manual_dir: str | None = None, data_dir: str | None = None,
+          **builder_kwargs) -> tfds.core.DatasetBuilder:
+    """Prepares dataset ``name`` unless already prepared, and returns its builder.
+
+    Args:
+      name: one of :data:`NAMES`.
+      manual_dir: the folder holding the downloaded files (not needed once built, nor for
+        ``synthetic_faces``).
+      data_dir: TFDS data directory; default :func:`default_data_dir`.
+      **builder_kwargs: passed to the builder: ``config``, ``image_size``, ``skip_missing_images``
+        and builder-specific ones (:data:`BUILDER_FLAGS`).
+
+    Raises:
+      DatasetError: a manual file is missing or malformed.
+    """
+    builder = builder_class(name)(data_dir=data_dir or default_data_dir(),
+                                  file_format="array_record", **builder_kwargs)
+    download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+    builder.download_and_prepare(download_config=download_config)
+    return builder
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m datasets.build", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", choices=NAMES)
+    parser.add_argument("--manual_dir", help="folder holding the manually downloaded files")
+    parser.add_argument("--data_dir", help=f"TFDS data dir (default: {default_data_dir()})")
+    parser.add_argument("--config", help="builder config (w300: detector | ground_truth)")
+    parser.add_argument("--skip_missing_images", action="store_true",
+                        help="skip faces whose photo is missing or unreadable (counts printed)")
+    parser.add_argument("--image_size", type=int, help="side of the stored crops (tests)")
+    every_flag = {flag: kind for flags in BUILDER_FLAGS.values() for flag, kind in flags.items()}
+    for flag, kind in every_flag.items():
+        users = [name for name, flags in BUILDER_FLAGS.items() if flag in flags]
+        parser.add_argument(f"--{flag}", type=kind, help=f"only for {', '.join(users)}")
+    args = parser.parse_args(argv)
+    foreign = [f"--{flag}" for flag in every_flag
+               if flag not in BUILDER_FLAGS.get(args.name, {}) and getattr(args, flag) is not None]
+    if foreign:
+        parser.error(f"{args.name} takes no {', '.join(foreign)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    keys = ("config", "image_size", *BUILDER_FLAGS.get(args.name, {}))
+    kwargs = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
+    if args.skip_missing_images:
+        kwargs["skip_missing_images"] = True
+    try:
+        builder = build(args.name, manual_dir=args.manual_dir, data_dir=args.data_dir, **kwargs)
+    except DatasetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{builder.name}: {builder.data_dir}")
+    for split, info in builder.info.splits.items():
+        print(f"  {split}: {info.num_examples} faces")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

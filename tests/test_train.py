@@ -1,0 +1,185 @@
+"""End-to-end training: pmap equivalence, multi-host, kill-and-resume, divergence, evaluate.py."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from flax import jax_utils
+
+from awing_jax import checkpoint as ckpt
+from awing_jax import trainer
+from configs import tiny
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_TRAIN, NUM_TEST = 48, 12
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    from datasets import build
+
+    path = str(tmp_path_factory.mktemp("tfds"))
+    build.build("synthetic_faces", data_dir=path, num_train=NUM_TRAIN, num_test=NUM_TEST,
+                image_size=64)
+    return path
+
+
+def tiny_config(data_dir, **overrides):
+    config = tiny.get_config()
+    config.data_dir = data_dir
+    for key, value in overrides.items():
+        target = config
+        *parents, leaf = key.split(".")
+        for p in parents:
+            target = target[p]
+        target[leaf] = value
+    return config
+
+
+def flat(tree):
+    return np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(tree)])
+
+
+def fake_batch(config, rng, batch):
+    """A global batch of random crops with plausible landmarks (a jittered mean face)."""
+    s = config.input_size
+    landmarks = rng.uniform(0.2 * s, 0.8 * s, size=(batch, 68, 2)).astype(np.float32)
+    return {
+        "image": rng.integers(0, 256, size=(batch, s, s, 3), dtype=np.uint8),
+        "landmarks": landmarks,
+        "visible": np.ones((batch, 68), bool),
+    }
+
+
+def run_step(config, batch, num_devices):
+    """One pmap'ed train step with the global ``batch`` split over ``num_devices``."""
+    state = trainer.create_train_state(config, jax.random.key(0), num_train_examples=1000)
+    devices = jax.local_devices()[:num_devices]
+    sharded = jax.tree.map(lambda x: x.reshape(num_devices, -1, *x.shape[1:]), batch)
+    step = jax.pmap(
+        lambda s, b: trainer.train_step(s, b, config=config,
+                                        scheme=trainer.get_scheme(config.scheme)),
+        axis_name=trainer.AXIS, devices=devices)
+    new_state, metrics = step(jax_utils.replicate(state, devices), sharded)
+    return jax.device_get(jax_utils.unreplicate(new_state)), jax.device_get(metrics)
+
+
+def test_eight_devices_equal_one_device():
+    assert jax.local_device_count() >= 8, "tests/conftest.py sets 8 fake CPU devices"
+    config = tiny_config("", **{"optimizer.learning_rate": 1e-5})
+    batch = fake_batch(config, np.random.default_rng(0), 8)
+    state1, m1 = run_step(config, batch, 1)
+    state8, m8 = run_step(config, batch, 8)
+    np.testing.assert_allclose(m8["loss"][0], m1["loss"][0], rtol=1e-5)
+    assert np.all(m8["loss"] == m8["loss"][0]), "loss is pmean'ed: the same on every device"
+    np.testing.assert_allclose(flat(state8.batch_stats), flat(state1.batch_stats), atol=1e-5)
+    np.testing.assert_allclose(flat(state8.params), flat(state1.params), atol=1e-5)
+    # The step really moved the parameters (by ~10 lr per RMSProp's first step), so the
+    # comparison above is not between two untouched initialisations.
+    init = trainer.create_train_state(config, jax.random.key(0), 1000)
+    assert np.max(np.abs(flat(state1.params) - flat(init.params))) > 5e-5
+
+
+def test_non_finite_step_is_skipped_and_reported():
+    config = tiny_config("", **{"optimizer.learning_rate": float("nan")})
+    batch = fake_batch(config, np.random.default_rng(1), 8)
+    state, metrics = run_step(config, batch, 2)
+    init = trainer.create_train_state(config, jax.random.key(0), 1000)
+    assert metrics["finite"][0] == 0.0
+    np.testing.assert_array_equal(flat(state.params), flat(init.params))
+
+
+def read_params(workdir, step="latest"):
+    manager = ckpt.create_manager(workdir, read_only=True)
+    return ckpt.restore_variables(manager, ckpt.resolve_step(manager, step))
+
+
+def test_kill_and_resume_is_identical(data_dir, tmp_path):
+    full = tiny_config(data_dir, num_train_steps=4)
+    trainer.train_and_evaluate(full, str(tmp_path / "full"))
+    half = tiny_config(data_dir, num_train_steps=2)
+    trainer.train_and_evaluate(half, str(tmp_path / "resumed"))
+    trainer.train_and_evaluate(full, str(tmp_path / "resumed"))  # resumes at step 2
+    a, b = read_params(str(tmp_path / "full")), read_params(str(tmp_path / "resumed"))
+    np.testing.assert_array_equal(flat(a), flat(b))
+    steps = [json.loads(line)["step"] for line in open(tmp_path / "resumed" / "metrics.jsonl")]
+    assert sorted(set(steps)) == [1, 2, 3, 4]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _train_cmd(data_dir, workdir, steps, *extra):
+    return [sys.executable, os.path.join(ROOT, "train.py"),
+            f"--config={os.path.join(ROOT, 'configs', 'tiny.py')}", f"--workdir={workdir}",
+            f"--config.data_dir={data_dir}", f"--config.num_train_steps={steps}",
+            f"--config.eval_every_steps={steps}", "--nobaseline", *extra]
+
+
+def _env(devices):
+    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    return env
+
+
+def test_two_processes_equal_one_process(data_dir, tmp_path):
+    steps = 2
+    single = subprocess.run(_train_cmd(data_dir, tmp_path / "single", steps), cwd=ROOT,
+                            env=_env(1), capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    port = _free_port()
+    procs = [subprocess.Popen(
+        _train_cmd(data_dir, tmp_path / "multi", steps, f"--coordinator_address=127.0.0.1:{port}",
+                   "--num_processes=2", f"--process_id={i}"),
+        cwd=ROOT, env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    assert "2 processes" in outs[0][0]
+    np.testing.assert_allclose(flat(read_params(str(tmp_path / "multi"))),
+                               flat(read_params(str(tmp_path / "single"))), atol=1e-5)
+
+
+def test_training_lowers_loss_and_evaluate_writes_report(data_dir, tmp_path):
+    workdir = tmp_path / "run"
+    cmd = _train_cmd(data_dir, workdir, 30, "--config.log_every_steps=5",
+                     "--config.optimizer.learning_rate=2e-3")
+    run = subprocess.run(cmd, cwd=ROOT, env=_env(1), capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    records = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert len(losses) == 6 and losses[-1] < 0.8 * losses[0], losses
+    ev = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"),
+                         f"--workdir={workdir}", "--checkpoint=latest", "--flip_test"],
+                        cwd=ROOT, env=_env(1), capture_output=True, text=True, timeout=600)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    report = json.load(open(workdir / "eval" / "synthetic_faces-test.json"))
+    split = report["splits"]["test"]
+    assert split["num_images"] == NUM_TEST and len(split["per_image"]) == NUM_TEST
+    assert np.isfinite(split["nme"]) and 0 <= split["failure_rate"] <= 1
+    assert 0 <= split["auc"] <= 1
+    assert os.path.getsize(workdir / "eval" / "synthetic_faces-test-ced.png") > 1000
+
+
+def test_nan_stops_training_and_keeps_last_checkpoint(data_dir, tmp_path):
+    workdir = tmp_path / "nan"
+    ok = subprocess.run(_train_cmd(data_dir, workdir, 2), cwd=ROOT, env=_env(1),
+                        capture_output=True, text=True, timeout=600)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    before = flat(read_params(str(workdir)))
+    bad = subprocess.run(_train_cmd(data_dir, workdir, 4, "--config.optimizer.learning_rate=nan"),
+                         cwd=ROOT, env=_env(1), capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 3
+    assert "NaN/Inf" in bad.stderr and "step 2" in bad.stderr
+    manager = ckpt.create_manager(str(workdir), read_only=True)
+    assert manager.latest_step() == 2
+    np.testing.assert_array_equal(flat(read_params(str(workdir))), before)
