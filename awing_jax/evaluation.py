@@ -79,7 +79,7 @@ def summarise(nmes: np.ndarray, threshold: float) -> dict:
         "nme": float(np.mean(nmes)),
         "failure_rate": float(metrics.failure_rate(nmes, threshold)),
         "auc": float(metrics.auc(nmes, threshold)),
-        "num_images": int(len(nmes)),
+        "num_images": len(nmes),
     }
 
 

@@ -182,7 +182,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     is_main = jax.process_index() == 0
-    scheme = get_scheme(config.scheme)
     if config.batch_size % jax.device_count():
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the "
                          f"{jax.device_count()} devices")

@@ -22,7 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.box_scale = 1.1          # face square side / box longer side (WFLW boxes: +10%, Sec. 6)
     c.eval_box = "dataset"     # "dataset" (annotation box) or "gt" (landmarks' extent)
 
-    # Augmentation (method.md Sec. 6); translation is in pixels at input_size 256 and scales with it.
+    # Augmentation (method.md Sec. 6); translation is in pixels at input 256, scaled with it.
     c.augment = ml_collections.ConfigDict()
     c.augment.rotation = 50.0          # degrees, uniform in [-r, r]
     c.augment.scale = 0.15             # zoom factor uniform in [1 - s, 1 + s]

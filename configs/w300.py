@@ -1,4 +1,4 @@
-"""300W, 68 points: train on the 3,148 training faces, validate on the full (common + challenge) set."""
+"""300W, 68 points: train on the 3,148 training faces, validate on the full set (689 faces)."""
 
 from configs import base
 

@@ -1,8 +1,8 @@
 """What every face-alignment builder shares: features, the stored crop, image reading, errors.
 
 Builders only parse annotation files and call :func:`make_example`; the crop itself follows
-:mod:`awing_jax.crop` so the pipeline and prediction agree with it. Each stored example is the face
-square of ``STORED_CONTEXT`` times the face box, resampled to ``image_size`` pixels and JPEG-encoded.
+:mod:`awing_jax.crop` so the pipeline and prediction agree with it. Each stored example is the
+face square of ``STORED_CONTEXT`` times the face box, resampled to ``image_size`` pixels, JPEG.
 """
 
 from __future__ import annotations
