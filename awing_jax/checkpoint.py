@@ -1,8 +1,8 @@
 """Orbax checkpoints of a training run: model state, data-iterator state and the run's config.
 
 Layout: ``WORKDIR/checkpoints/<step>/{state,data,config}``. ``state`` is the unreplicated
-:class:`awing_jax.trainer.TrainState` (a checkpoint written on 8 devices restores on 1),
-``data`` the grain iterator state of each host, ``config`` the run's ConfigDict as JSON so evaluation and
+:class:`awing_jax.trainer.TrainState` (one written on 8 devices restores on 1), ``data`` the
+grain iterator state of each host, ``config`` the run's ConfigDict as JSON so evaluation and
 prediction rebuild the same model. The manager keeps the latest checkpoint and the one with the
 lowest validation NME (``metrics={"nme": ...}`` at save time).
 """
