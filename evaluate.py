@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.", required=True)
 flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or a step number.")
@@ -57,6 +57,8 @@ def plot_ced(curves: dict, threshold: float, path: str) -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS["verbosity"].present:  # library INFO logs (Orbax, TFDS) drown the progress
+        logging.set_verbosity(logging.WARNING)
     from awing_jax import checkpoint as ckpt
     from awing_jax import evaluation, input_pipeline
 

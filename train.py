@@ -14,7 +14,7 @@ iterator), so an interrupted run continues exactly as an uninterrupted one.
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 config_flags.DEFINE_config_file("config", "configs/demo.py", "Training config file.",
@@ -53,6 +53,8 @@ def init_distributed() -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS["verbosity"].present:  # library INFO logs (Orbax, TFDS) drown the progress
+        logging.set_verbosity(logging.WARNING)
     config = FLAGS.config
     workdir = FLAGS.workdir or default_workdir(flags.FLAGS["config"].config_filename)
     init_distributed()
