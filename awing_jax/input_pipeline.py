@@ -39,11 +39,14 @@ _REDUCED_DECODE = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
 def data_source(dataset: str, split: str, data_dir: str | None = None):
     """The random-access TFDS source of a built dataset split; images stay JPEG bytes.
 
+    ``dataset`` is a builder name, optionally with its config: ``"w300/ground_truth"``.
+
     Imports ``datasets.<dataset>`` when it exists (registering its builder). Records are dicts of
     NumPy arrays as described in :func:`datasets.common.face_features`, except ``image``: the
     encoded JPEG, which the pipeline decodes itself (at reduced size when that loses nothing).
     """
-    module = f"datasets.{dataset}"
+    name, _, builder_config = dataset.partition("/")  # e.g. "w300/ground_truth", "cofw/cofw68"
+    module = f"datasets.{name}"
     if importlib.util.find_spec("datasets") and importlib.util.find_spec(module):
         importlib.import_module(module)
     data_dir = data_dir or None
@@ -56,10 +59,22 @@ def data_source(dataset: str, split: str, data_dir: str | None = None):
         where = data_dir or "the default TFDS data dir ($TFDS_DATA_DIR or ~/tensorflow_datasets)"
         raise FileNotFoundError(
             f"dataset {dataset!r} is not built in {where}. Build it once with\n"
-            f"  python -m datasets.build {dataset} --manual_dir DIR"
+            f"  python -m datasets.build {name} --manual_dir DIR"
+            + (f" --config {builder_config}" if builder_config else "")
             + (f" --data_dir {data_dir}" if data_dir else "")
             + "\nwhere DIR holds the dataset's downloaded files.")
     return builder.as_data_source(split=split, decoders={"image": tfds.decode.SkipDecoding()})
+
+
+def stored_landmarks(source) -> tuple[np.ndarray, np.ndarray]:
+    """Every record's ``landmarks`` (N, L, 2) float64 in its stored crop's pixels and
+    ``visible`` (N, L) bool, read without decoding an image (the source keeps JPEG bytes)."""
+    landmarks, visible = [], []
+    for i in range(len(source)):
+        record = source[i]
+        landmarks.append(_checked_landmarks(record))
+        visible.append(np.asarray(record["visible"], bool))
+    return np.stack(landmarks), np.stack(visible)
 
 
 def shard_bounds(num_records: int, shard_index: int, shard_count: int) -> tuple[int, int]:

@@ -358,3 +358,9 @@ def test_scheme_must_match_the_dataset(textured):
 def test_missing_dataset_says_how_to_build_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=re.escape("python -m datasets.build")):
         ip.data_source(_fixture.FIXTURE_NAME, "train", str(tmp_path))
+
+
+def test_unbuilt_dataset_names_the_build_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"datasets\.build w300 --manual_dir DIR "
+                                                r"--config ground_truth"):
+        ip.data_source("w300/ground_truth", "train", str(tmp_path))
