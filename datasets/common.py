@@ -25,6 +25,24 @@ class DatasetError(ValueError):
     """An input file is missing, unreadable or not in the format the builder expects."""
 
 
+class FaceBuilder(tfds.core.GeneratorBasedBuilder):
+    """What the builders of downloaded benchmarks share: the stored crop size and what to do with
+    missing photos. Abstract (TFDS registers only its concrete subclasses).
+
+    Args beyond TFDS's (``config``, ``data_dir``, ``file_format``, ...):
+      image_size: side of the stored crops; smaller sizes are for tests (the data directory does
+        not record it: use a separate ``data_dir``).
+      skip_missing_images: skip (and count) faces whose photo is missing or unreadable instead of
+        failing on the first.
+    """
+
+    def __init__(self, *, image_size: int = DEFAULT_IMAGE_SIZE, skip_missing_images: bool = False,
+                 **kwargs):
+        self.image_size = image_size
+        self.skip_missing_images = skip_missing_images
+        super().__init__(**kwargs)
+
+
 def face_features(num_landmarks: int, image_size: int,
                   extra: Mapping[str, tfds.features.FeatureConnector] | None = None):
     """The features of one stored face.
@@ -221,7 +239,8 @@ def load_matlab_v5(path: str) -> dict:
     """``scipy.io.loadmat`` of a MATLAB v5 file; a failure is a :class:`DatasetError` naming it."""
     try:
         return scipy.io.loadmat(path)
-    except (ValueError, NotImplementedError, OSError, TypeError) as e:
+    except (ValueError, NotImplementedError, OSError, TypeError,
+            scipy.io.matlab.MatReadError) as e:
         raise DatasetError(f"{path}: not readable as a MATLAB v5 .mat file: {e}") from None
 
 

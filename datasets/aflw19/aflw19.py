@@ -50,7 +50,7 @@ _CITATION = """@inproceedings{koestinger2011aflw,
 }"""
 
 
-class Aflw19(tfds.core.GeneratorBasedBuilder):
+class Aflw19(common.FaceBuilder):
     """AFLW-19 faces, cropped around the annotation's face box."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -61,20 +61,14 @@ class Aflw19(tfds.core.GeneratorBasedBuilder):
       flickr/0/, flickr/2/, flickr/3/  (the AFLW images, as in the AFLW release's aflw/data/flickr)
     """
 
-    def __init__(self, *, skip_missing_images: bool = False,
-                 image_size: int = common.DEFAULT_IMAGE_SIZE, num_train: int = NUM_TRAIN,
-                 **kwargs):
+    def __init__(self, *, num_train: int = NUM_TRAIN, **kwargs):
         """
         Args:
-          skip_missing_images: leave out faces whose image is missing or unreadable (and print how
-            many) instead of raising :class:`common.DatasetError`.
-          image_size: side of the stored crop in pixels.
           num_train: how many leading entries of ``ra`` are training faces; 20,000 except for
             small test fixtures.
-          **kwargs: for ``tfds.core.GeneratorBasedBuilder`` (``data_dir``, ``file_format``, ...).
+          **kwargs: for :class:`common.FaceBuilder` (``image_size``, ``skip_missing_images``) and
+            TFDS (``data_dir``, ``file_format``, ...).
         """
-        self.skip_missing_images = skip_missing_images
-        self.image_size = image_size
         self.num_train = num_train
         super().__init__(**kwargs)
 

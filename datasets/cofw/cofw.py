@@ -50,7 +50,7 @@ _CITATION = """@inproceedings{burgos2013cofw,
 }"""
 
 
-class Cofw(tfds.core.GeneratorBasedBuilder):
+class Cofw(common.FaceBuilder):
     """COFW faces, cropped around the dataset's face box."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -70,19 +70,6 @@ class Cofw(tfds.core.GeneratorBasedBuilder):
     https://github.com/golnazghiasi/cofw68-benchmark, holding:
       {COFW68_BOXES}  and  test_annotations/1_points.mat .. 507_points.mat
     """
-
-    def __init__(self, *, skip_missing_images: bool = False,
-                 image_size: int = common.DEFAULT_IMAGE_SIZE, **kwargs):
-        """
-        Args:
-          skip_missing_images: leave out faces whose image cannot be read (and print how many)
-            instead of raising :class:`common.DatasetError`.
-          image_size: side of the stored crop in pixels.
-          **kwargs: for ``tfds.core.GeneratorBasedBuilder`` (``config``, ``data_dir``, ...).
-        """
-        self.skip_missing_images = skip_missing_images
-        self.image_size = image_size
-        super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
         num_landmarks = SCHEMES[self.builder_config.name].num_landmarks

@@ -157,7 +157,7 @@ def read_faces(root: str, folder: str) -> list[tuple[str, np.ndarray, str]]:
     return faces
 
 
-class W300(tfds.core.GeneratorBasedBuilder):
+class W300(common.FaceBuilder):
     """300W, 68 landmarks: train / common / challenge / full (/ private)."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -178,25 +178,12 @@ class W300(tfds.core.GeneratorBasedBuilder):
       - optional, the private test set 300w.zip -> 300W/01_Indoor/, 300W/02_Outdoor/ (*.png + *.pts)
     """
 
-    def __init__(self, *, image_size: int = common.DEFAULT_IMAGE_SIZE,
-                 skip_missing_images: bool = False, **kwargs):
-        """Args beyond TFDS's (``config="detector" | "ground_truth"`` picks the face box):
-
-        image_size: side of the stored crops; the default is the project's, smaller sizes are for
-          tests (the data directory does not record it: use a separate ``data_dir``).
-        skip_missing_images: skip (and count) faces whose photo is missing or unreadable instead of
-          failing on the first.
-        """
-        self._image_size = image_size
-        self._skip_missing_images = skip_missing_images
-        super().__init__(**kwargs)
-
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
             builder=self,
             description="300W face crops with 68 landmarks. box_source: 'detector', "
                         "'ground_truth' or 'landmarks' (the landmarks' extent, no box entry).",
-            features=common.face_features(SCHEME.num_landmarks, self._image_size,
+            features=common.face_features(SCHEME.num_landmarks, self.image_size,
                                           {"box_source": tfds.features.Text()}),
             homepage=HOMEPAGE,
         )
@@ -234,7 +221,7 @@ class W300(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, split: str, sources):
         """Yields ``("<.pts file>", example)`` for ``sources``: [(faces, box table or None)]."""
-        reader = common.PhotoReader(self._skip_missing_images)
+        reader = common.PhotoReader(self.skip_missing_images)
         visible = np.ones(SCHEME.num_landmarks, dtype=bool)
         total = from_landmarks = 0
         for faces, boxes in sources:
@@ -250,7 +237,7 @@ class W300(tfds.core.GeneratorBasedBuilder):
                     box, box_source = box - 1.0, self.builder_config.name
                 total += 1
                 yield name, common.make_example(
-                    image, landmarks, visible, box, name, image_size=self._image_size,
+                    image, landmarks, visible, box, name, image_size=self.image_size,
                     extra={"box_source": box_source})
         if from_landmarks:
             print(f"w300 {split}: {from_landmarks} of {total} faces have no box entry; their box "

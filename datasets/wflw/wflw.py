@@ -137,7 +137,7 @@ def match_subset(test: list[Face], subset: list[Face], attribute: str, test_name
     return flagged
 
 
-class Wflw(tfds.core.GeneratorBasedBuilder):
+class Wflw(common.FaceBuilder):
     """WFLW, 98 landmarks, with the six attribute subsets of the test set."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -150,26 +150,13 @@ class Wflw(tfds.core.GeneratorBasedBuilder):
         (subset splits come from the test file's attribute flags when these are absent).
     """
 
-    def __init__(self, *, image_size: int = common.DEFAULT_IMAGE_SIZE,
-                 skip_missing_images: bool = False, **kwargs):
-        """Args beyond TFDS's:
-
-        image_size: side of the stored crops; the default is the project's, smaller sizes are for
-          tests (the data directory does not record it: use a separate ``data_dir``).
-        skip_missing_images: skip (and count) faces whose photo is missing or unreadable instead of
-          failing on the first.
-        """
-        self._image_size = image_size
-        self._skip_missing_images = skip_missing_images
-        super().__init__(**kwargs)
-
     def _info(self) -> tfds.core.DatasetInfo:
         extra = {"attributes": tfds.features.Tensor(shape=(len(ATTRIBUTES),), dtype=np.bool_)}
         return tfds.core.DatasetInfo(
             builder=self,
             description="WFLW face crops with 98 landmarks and six attribute flags "
                         f"({', '.join(ATTRIBUTES)}).",
-            features=common.face_features(WFLW.num_landmarks, self._image_size, extra),
+            features=common.face_features(WFLW.num_landmarks, self.image_size, extra),
             homepage=HOMEPAGE,
         )
 
@@ -210,7 +197,7 @@ class Wflw(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, split: str, annotation: str, faces: list[Face], images: str):
         """Yields ``("<list file>:<line>", example)``: the line keys a face, not its photo."""
-        reader = common.PhotoReader(self._skip_missing_images)
+        reader = common.PhotoReader(self.skip_missing_images)
         visible = np.ones(WFLW.num_landmarks, dtype=bool)
         for face in faces:
             where = f"{annotation}:{face.line}"
@@ -218,6 +205,6 @@ class Wflw(tfds.core.GeneratorBasedBuilder):
             if image is None:
                 continue
             yield where, common.make_example(
-                image, face.landmarks, visible, face.box, where, image_size=self._image_size,
+                image, face.landmarks, visible, face.box, where, image_size=self.image_size,
                 extra={"attributes": face.attributes})
         reader.report("wflw", split)
