@@ -1,0 +1,161 @@
+"""What bench/train_step.py and bench/inference.py share: flags, the machine, timing and the report.
+
+Each script supplies, per framework, a ``prepare(args) -> Runner``: the work of one repetition
+(one step or one forward pass on a fixed batch) plus its compile time and FLOPs. ``--compare`` runs
+the frameworks' repetitions alternately in one process, so a load change on a shared machine hits
+both alike, and prints JAX images/s divided by PyTorch images/s.
+
+Threads: ``--threads N`` pins the whole process to N cores (``os.sched_setaffinity``, before JAX
+starts its thread pools) and sets ``torch.set_num_threads(N)``; without it both use every core the
+process may run on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import resource
+import statistics
+import time
+from collections.abc import Callable
+
+# The FAN of the AWing paper (tiny: the test config's size, for a quick smoke run).
+PAPER = {"stacks": 4, "features": 256, "depth": 4, "input_size": 256, "batch": 8}
+TINY = {"stacks": 1, "features": 16, "depth": 2, "input_size": 32, "batch": 8}
+
+
+@dataclasses.dataclass
+class Runner:
+    """One framework's benchmark: ``run()`` does one repetition and waits for its result."""
+
+    name: str
+    run: Callable[[], None]
+    compile_seconds: float | None = None
+    flops: float | None = None
+    times: list[float] = dataclasses.field(default_factory=list)
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--stacks", type=int)
+    p.add_argument("--features", type=int)
+    p.add_argument("--depth", type=int)
+    p.add_argument("--input_size", type=int)
+    p.add_argument("--batch", type=int)
+    p.add_argument("--landmarks", type=int, default=98, help="98 = WFLW (99 output channels)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--threads", type=int, default=0, help="0 = every core the process may use")
+    p.add_argument("--reps", type=int, default=3, help="timed repetitions after one warm-up")
+    p.add_argument("--framework", choices=("jax", "torch"), default="jax")
+    p.add_argument("--compare", action="store_true", help="both frameworks, alternating reps")
+    p.add_argument("--tiny", action="store_true", help="the tiny test-size FAN")
+    args = p.parse_args()
+    defaults = TINY if args.tiny else PAPER
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.threads:
+        os.sched_setaffinity(0, range(args.threads))
+    return args
+
+
+def cpu_model() -> str:
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """Best-of-``repeats`` GFLOP/s of a ``size``-square float32 matmul in jnp and in torch."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import torch
+
+    a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
+    ja = jnp.asarray(a)
+    jdot = jax.jit(jnp.dot)
+    jdot(ja, ja).block_until_ready()
+    ta = torch.from_numpy(a)
+    torch.mm(ta, ta)
+    best = {"jax": float("inf"), "torch": float("inf")}
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jdot(ja, ja).block_until_ready()
+        best["jax"] = min(best["jax"], time.perf_counter() - start)
+        start = time.perf_counter()
+        torch.mm(ta, ta)
+        best["torch"] = min(best["torch"], time.perf_counter() - start)
+    return {k: 2 * size**3 / t / 1e9 for k, t in best.items()}
+
+
+def peak_memory() -> str:
+    """Host peak RSS, and the JAX device's peak when it reports one (GPU)."""
+    text = f"maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    import jax
+
+    stats = jax.devices()[0].memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+        text += f", device peak {stats['peak_bytes_in_use'] / 2**20:.0f} MiB"
+    return text
+
+
+def run(args: argparse.Namespace, what: str, prepare: dict[str, Callable[..., Runner]]) -> None:
+    import jax
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_start = os.getloadavg()
+    names = ["jax", "torch"] if args.compare else [args.framework]
+    print(f"{what}: FAN stacks={args.stacks} features={args.features} depth={args.depth} "
+          f"input={args.input_size} batch={args.batch} landmarks={args.landmarks} "
+          f"dtype={args.dtype}")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, process affinity "
+          f"{len(os.sched_getaffinity(0))}, torch threads {torch.get_num_threads()}, "
+          f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__}, "
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    peak = matmul_peak_gflops()
+    print(f"f32 matmul peak (2048^2): jnp {peak['jax']:.1f} GFLOP/s, torch {peak['torch']:.1f}")
+
+    runners = []
+    for name in names:
+        runner = prepare[name](args)
+        runner.run()  # warm-up (and, for torch, first-touch allocation)
+        runners.append(runner)
+        print(f"{name}: prepared; {peak_memory()}", flush=True)
+    if args.compare and runners[1].flops is None:
+        runners[1].flops = runners[0].flops  # the same network; XLA's count stands for both
+    for _ in range(args.reps):
+        for runner in runners:
+            start = time.perf_counter()
+            runner.run()
+            runner.times.append(time.perf_counter() - start)
+
+    rates = {}
+    for runner in runners:
+        median = statistics.median(runner.times)
+        rates[runner.name] = args.batch / median
+        line = (f"{runner.name:5s} {median * 1e3:9.1f} ms  {rates[runner.name]:7.2f} images/s  "
+                f"reps [{', '.join(f'{t * 1e3:.0f}' for t in runner.times)}] ms")
+        if runner.compile_seconds is not None:
+            line += f"  compile {runner.compile_seconds:.1f} s"
+        if runner.flops:
+            achieved = runner.flops / median / 1e9
+            line += (f"  {runner.flops / 1e9:.0f} GFLOP -> {achieved:.1f} GFLOP/s = "
+                     f"{100 * achieved / peak['jax']:.0f}% of jnp matmul peak")
+        print(line)
+    if args.compare:
+        print(f"ratio JAX/PyTorch images/s: {rates['jax'] / rates['torch']:.2f}")
+    print(f"{peak_memory()}; load average start {load_start[0]:.2f} end {os.getloadavg()[0]:.2f}")
+
+
+def xla_flops(compiled) -> float | None:
+    """FLOPs of a compiled JAX computation from XLA's cost analysis."""
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, list):
+        analysis = analysis[0] if analysis else {}
+    return (analysis or {}).get("flops")

@@ -1,0 +1,72 @@
+"""Inference speed of the FAN (eval-mode forward pass), JAX against PyTorch on the same machine.
+
+    python -m bench.inference [--stacks 4 --features 256 --depth 4 --input_size 256 --batch 8]
+        [--dtype float32|bfloat16] [--threads N] [--reps 3] [--framework jax|torch] [--compare]
+        [--tiny]
+
+JAX: ``awing_jax.models.create_model`` applied with ``train=False`` (BatchNorm running averages)
+under ``jax.jit``, compiled ahead of time so compile time is reported apart. PyTorch:
+``bench.torch_fan.FAN`` in ``eval()`` mode under ``torch.inference_mode`` (bfloat16 through
+``torch.autocast``). Both take uint8 images, scale them to [0, 1] and return every stack's
+heatmaps; decoding landmarks is left out of both. Prints the median of ``--reps`` timed batches
+after a warm-up, images/s, and with ``--compare`` the JAX/PyTorch ratio of one run.
+"""
+
+from __future__ import annotations
+
+import time
+
+from bench import _speed
+from bench.train_step import config_for, synthetic_batch
+
+
+def prepare_jax(args) -> _speed.Runner:
+    import jax
+    import jax.numpy as jnp
+
+    from awing_jax.models import DTYPES, create_model
+    from awing_jax.trainer import initial_variables
+
+    config = config_for(args)
+    model = create_model(config)
+    variables = jax.jit(lambda rng: initial_variables(model, config, rng))(jax.random.key(0))
+    images = jnp.asarray(synthetic_batch(args)["image"])
+
+    def forward(variables, images):
+        return model.apply(variables, images.astype(DTYPES[config.dtype]) / 255.0, train=False)
+
+    start = time.perf_counter()
+    compiled = jax.jit(forward).lower(variables, images).compile()
+    compile_seconds = time.perf_counter() - start
+
+    def run():
+        jax.block_until_ready(compiled(variables, images))
+
+    return _speed.Runner("jax", run, compile_seconds, _speed.xla_flops(compiled))
+
+
+def prepare_torch(args) -> _speed.Runner:
+    import torch
+
+    from bench.torch_fan import FAN
+
+    torch.manual_seed(0)
+    model = FAN(args.stacks, args.landmarks, features=args.features, depth=args.depth).eval()
+    images = torch.from_numpy(synthetic_batch(args)["image"]).permute(0, 3, 1, 2).contiguous()
+    autocast = args.dtype == "bfloat16"
+
+    def run():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                                    enabled=autocast):
+            model(images.float() / 255.0)
+
+    return _speed.Runner("torch", run)
+
+
+def main():
+    args = _speed.parse_args(__doc__.splitlines()[0])
+    _speed.run(args, "inference", {"jax": prepare_jax, "torch": prepare_torch})
+
+
+if __name__ == "__main__":
+    main()
