@@ -1,4 +1,5 @@
-"""Inference and evaluation: decoding the model's heatmaps, NME / FR / AUC over a split.
+"""Inference and evaluation: the model's landmarks (decoded heatmaps, or a regressor's
+coordinates), NME / FR / AUC over a split.
 
 Shared by the training loop (periodic validation), ``evaluate.py`` and the demo's mean-shape
 baseline. Errors are measured in model-input pixels, a similarity transform of the photo, so the
@@ -14,12 +15,15 @@ from jax.experimental import multihost_utils
 
 from awing_jax import input_pipeline, metrics
 from awing_jax.decode import decode_heatmaps
-from awing_jax.landmarks import get_scheme
-from awing_jax.models import DTYPES, create_model
+from awing_jax.landmarks import flip_landmarks, get_scheme
+from awing_jax.models import DTYPES, create_model, predicts_coordinates
 
 
 def predict_from_outputs(outputs, config, *, decoder: str | None = None):
-    """Landmarks (B, L, 2) in input pixels from the last stack's heatmaps."""
+    """Landmarks (B, L, 2) in input pixels: a coordinate regressor's outputs as they are, else
+    decoded from the last stack's heatmaps."""
+    if predicts_coordinates(config):
+        return outputs
     heatmaps = outputs[-1]
     if config.model.boundary:
         heatmaps = heatmaps[..., :-1]
@@ -51,7 +55,11 @@ def batch_nme(pred, batch, config, scheme, *, norm: str | None = None):
 
 
 def make_inference_fn(config, *, decoder: str | None = None, flip_test: bool = False):
-    """A jitted ``fn(variables, images_uint8 (B, S, S, 3)) -> landmarks (B, L, 2)``."""
+    """A jitted ``fn(variables, images_uint8 (B, S, S, 3)) -> landmarks (B, L, 2)``.
+
+    ``flip_test`` averages with the mirrored image's heatmaps (heatmap models) or landmarks
+    (coordinate regressors), mapped back onto the image.
+    """
     model = create_model(config)
     dtype = DTYPES[config.dtype]
 
@@ -60,8 +68,12 @@ def make_inference_fn(config, *, decoder: str | None = None, flip_test: bool = F
         outputs = model.apply(variables, x, train=False)
         if flip_test:
             mirrored = model.apply(variables, x[:, :, ::-1, :], train=False)
-            outputs = [0.5 * (o + unflip_heatmaps(m, config.scheme, boundary=config.model.boundary))
-                       for o, m in zip(outputs, mirrored, strict=True)]
+            if predicts_coordinates(config):
+                outputs = 0.5 * (outputs + flip_landmarks(mirrored, x.shape[2], config.scheme))
+            else:
+                outputs = [
+                    0.5 * (o + unflip_heatmaps(m, config.scheme, boundary=config.model.boundary))
+                    for o, m in zip(outputs, mirrored, strict=True)]
         return predict_from_outputs(outputs, config, decoder=decoder)
 
     return jax.jit(infer)
@@ -98,8 +110,11 @@ def _gather_hosts(per_host: np.ndarray, total: int) -> np.ndarray:
 
 def evaluate_source(state, source, config, *, box: str | None = None, decoder: str | None = None,
                     norm: str | None = None, flip_test: bool = False,
-                    batch_size: int | None = None) -> dict:
+                    batch_size: int | None = None, infer=None) -> dict:
     """Evaluates a model on every record of ``source``.
+
+    ``infer``: a function from :func:`make_inference_fn` to reuse (a training run evaluates
+    many times; building it anew would recompile each time); by default one is built here.
 
     Returns the summary (``nme``, ``failure_rate``, ``auc`` at ``config.failure_threshold``,
     ``num_images``) plus per-image arrays ``nmes`` (N,), ``indices`` (N,) and ``predictions``
@@ -107,7 +122,7 @@ def evaluate_source(state, source, config, *, box: str | None = None, decoder: s
     """
     scheme = get_scheme(config.scheme)
     norm = norm or config.norm
-    infer = make_inference_fn(config, decoder=decoder, flip_test=flip_test)
+    infer = infer or make_inference_fn(config, decoder=decoder, flip_test=flip_test)
     variables = model_variables(state)
     nmes, indices, predictions = [], [], []
     for batch in input_pipeline.eval_batches(

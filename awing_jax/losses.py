@@ -11,7 +11,8 @@ everywhere (finite gradients at zero error included).
 
 :func:`loss_weight_map` is the Weighted Loss Map (AWing paper, Sec. 4.2) and :func:`heatmap_loss`
 the training objective: an elementwise loss, weighted, averaged and summed over the hourglass
-stacks (intermediate supervision).
+stacks (intermediate supervision). :func:`coordinate_loss` is the objective of coordinate
+regression (Wing paper): an elementwise loss on each x and y of the visible landmarks, averaged.
 """
 
 from __future__ import annotations
@@ -244,3 +245,43 @@ def heatmap_loss(stack_outputs: Sequence[jax.Array], target, *, kind: str = "awi
         total = total + jnp.sum(loss_fn(pred.astype(compute), target, **kwargs) * weights)
     safe = jnp.where(denominator > 0, denominator, 1.0)
     return jnp.where(denominator > 0, total / safe, 0.0).astype(jnp.float32)
+
+
+COORDINATE_LOSSES = ("l2", "l1", "smooth_l1", "wing")
+"""The :data:`LOSSES` that apply to coordinate differences (Adaptive Wing needs a target in
+[0, 1])."""
+
+
+def coordinate_loss(pred, target, *, kind: str = "wing", mask=None, **kwargs) -> jax.Array:
+    """The coordinate-regression objective: ``mean(loss(pred, target))`` over the visible elements.
+
+    Each of x and y is one element, as the Wing paper applies its loss to every element of the
+    coordinate difference vector (Eq. 5), so the mean runs over B·L·2 elements, or with a
+    ``mask`` over the 2·sum(mask) visible ones.
+
+    Args:
+      pred: predicted landmarks (B, L, 2).
+      target: ground truth (B, L, 2), in the units the loss's parameters are given in.
+      kind: one of :data:`COORDINATE_LOSSES`.
+      mask: optional (B, L) weights, e.g. 0 for landmarks that are not annotated. A fully masked
+        batch gives a loss of 0.
+      **kwargs: the elementwise loss's parameters (``w``, ``epsilon`` for "wing"; ``beta`` for
+        "smooth_l1").
+
+    Returns:
+      A float32 scalar.
+    """
+    if kind not in COORDINATE_LOSSES:
+        raise ValueError(f"unknown coordinate loss {kind!r}; known: {list(COORDINATE_LOSSES)}")
+    target = jax.lax.stop_gradient(jnp.asarray(target))
+    pred = jnp.asarray(pred)
+    if pred.shape != target.shape or pred.shape[-1:] != (2,):
+        raise ValueError(f"expected (..., L, 2) prediction and target of one shape, got "
+                         f"{pred.shape} and {target.shape}")
+    elementwise = LOSSES[kind](pred, target, **kwargs).astype(jnp.float32)
+    if mask is None:
+        return jnp.mean(elementwise)
+    mask = jnp.broadcast_to(jnp.asarray(mask, jnp.float32)[..., None], elementwise.shape)
+    denominator = jnp.sum(mask)
+    safe = jnp.where(denominator > 0, denominator, 1.0)
+    return jnp.where(denominator > 0, jnp.sum(elementwise * mask) / safe, 0.0)

@@ -3,6 +3,12 @@
 One batch travels one way: grain pipeline (uint8 crops, landmarks; host) -> train step (targets,
 FAN forward, Adaptive Wing loss, pmean'ed gradients, RMSProp; device) -> metrics and checkpoints.
 Sections below follow that order: setup, model and optimiser, the step, the loop.
+
+Coordinate regressors (the Wing paper's CNN-6 and ResNet-50, see
+:func:`awing_jax.models.predicts_coordinates`) take the same path; only the objective differs: a
+coordinate loss on the predicted landmarks instead of a heatmap loss on rendered targets. With
+``config.pdb`` the training records are replicated by pose-based data balancing
+(:mod:`awing_jax.pdb`).
 """
 
 from __future__ import annotations
@@ -22,13 +28,18 @@ from flax import jax_utils
 from flax.training import train_state
 
 from awing_jax import checkpoint as ckpt
-from awing_jax import evaluation, input_pipeline
+from awing_jax import evaluation, input_pipeline, pdb
 from awing_jax.landmarks import get_scheme
-from awing_jax.losses import heatmap_loss
-from awing_jax.models import DTYPES, create_model
+from awing_jax.losses import coordinate_loss, heatmap_loss
+from awing_jax.models import DTYPES, create_model, predicts_coordinates
 from awing_jax.targets import render_targets
 
 AXIS = "batch"
+# Coordinate losses see errors in pixels of a 64 x 64 input, the Wing paper's CNN-6 input, for
+# which its Wing parameters (w = 10, epsilon = 2) are given: at input S errors are scaled by
+# 64 / S. Wing loss is scale-equivariant, so this is the paper's loss with w and epsilon scaled
+# by S / 64 (and a constant factor), the same shape relative to the face at every input size.
+COORDINATE_UNIT_SIZE = 64
 
 
 class TrainingDivergedError(RuntimeError):
@@ -74,6 +85,8 @@ def create_optimizer(config, num_train_examples: int) -> optax.GradientTransform
     ``optimizer.name = "sgd"`` (with ``momentum``) is there for ablations, and for exact
     equivalence checks: RMSProp's first steps are about ``10 * lr * sign(g)``, which turns float
     noise in exactly-zero gradients (conv biases feeding train-mode BatchNorm) into full steps.
+    ``"adam"`` (PyTorch defaults, the same coupled weight decay) trains the coordinate
+    regressors.
     """
     oc = config.optimizer
     schedule = learning_rate_schedule(config, num_train_examples)
@@ -82,8 +95,10 @@ def create_optimizer(config, num_train_examples: int) -> optax.GradientTransform
                                momentum=oc.momentum or None)
     elif oc.name == "sgd":
         update = optax.sgd(schedule, momentum=oc.momentum or None)
+    elif oc.name == "adam":
+        update = optax.adam(schedule, b1=0.9, b2=0.999, eps=1e-8)
     else:
-        raise ValueError(f"unknown optimizer {oc.name!r}; known: 'rmsprop', 'sgd'")
+        raise ValueError(f"unknown optimizer {oc.name!r}; known: 'rmsprop', 'sgd', 'adam'")
     # Flattened: one fused update over a single vector instead of one kernel per parameter,
     # which cuts XLA compile time several-fold on CPU and costs one copy per step.
     return optax.flatten(optax.chain(optax.add_decayed_weights(oc.weight_decay), update))
@@ -114,20 +129,40 @@ def abstract_train_state(config, num_train_examples: int) -> TrainState:
 
 
 def compute_loss(params, batch_stats, batch, *, apply_fn, config, scheme):
-    """Renders the targets on device, runs the model and returns (loss, (outputs, new stats))."""
+    """Runs the model and returns (loss, (outputs, new stats)).
+
+    A heatmap model is scored against targets rendered on device (:func:`heatmap_objective`), a
+    coordinate regressor against the landmarks themselves (:func:`regression_objective`).
+    """
     images = batch["image"].astype(DTYPES[config.dtype]) / 255.0
+    outputs, new_state = apply_fn(
+        {"params": params, "batch_stats": batch_stats}, images, train=True,
+        mutable=["batch_stats"])
+    if predicts_coordinates(config):
+        loss = regression_objective(outputs, batch, config)
+    else:
+        loss = heatmap_objective(outputs, batch, config, scheme)
+    return loss, (outputs, new_state["batch_stats"])
+
+
+def heatmap_objective(outputs, batch, config, scheme):
+    """The heatmap loss of the stacks' ``outputs`` against targets rendered from the batch."""
     heatmap_size = config.input_size // 4
     targets, mask = render_targets(
         batch["landmarks"], batch["visible"], scheme, heatmap_size=heatmap_size,
         sigma=config.target.sigma, boundary_sigma=config.target.boundary_sigma,
         mode=config.target.mode, boundary=config.model.boundary)
-    outputs, new_state = apply_fn(
-        {"params": params, "batch_stats": batch_stats}, images, train=True,
-        mutable=["batch_stats"])
-    loss = heatmap_loss(
+    return heatmap_loss(
         outputs, targets, kind=config.loss.kind, use_weight_map=config.loss.use_weight_map,
         mask=mask[:, None, None, :], **loss_kwargs(config))
-    return loss, (outputs, new_state["batch_stats"])
+
+
+def regression_objective(landmarks, batch, config):
+    """The coordinate loss of predicted ``landmarks`` (B, L, 2) input pixels, masked by
+    ``visible`` and measured in pixels of a ``COORDINATE_UNIT_SIZE`` input."""
+    unit = COORDINATE_UNIT_SIZE / config.input_size
+    return coordinate_loss(landmarks * unit, batch["landmarks"] * unit, kind=config.loss.kind,
+                           mask=batch["visible"], **coordinate_loss_kwargs(config))
 
 
 def loss_kwargs(config) -> dict:
@@ -135,6 +170,12 @@ def loss_kwargs(config) -> dict:
     if config.loss.use_weight_map:
         kw.update(weight=config.loss.weight, threshold=config.loss.threshold)
     return kw
+
+
+def coordinate_loss_kwargs(config) -> dict:
+    if config.loss.kind == "wing":
+        return {"w": config.loss.wing_w, "epsilon": config.loss.wing_epsilon}
+    return {}
 
 
 def train_step(state: TrainState, batch, *, config, scheme):
@@ -151,7 +192,7 @@ def train_step(state: TrainState, batch, *, config, scheme):
     grads = jax.lax.pmean(grads, AXIS)
     loss = jax.lax.pmean(loss, AXIS)
     new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     pred = evaluation.predict_from_outputs(outputs, config)
     nme = evaluation.batch_nme(pred, batch, config, scheme)
     metrics = {"loss": loss, "grad_norm": grad_norm,
@@ -167,6 +208,16 @@ def make_p_train_step(config):
 
 
 # ----------------------------------------------------------------------------- the loop
+
+
+def pose_balancing_weights(source, config) -> np.ndarray:
+    """PDB replication counts (N,) of the records of ``source`` from their stored landmarks
+    (``config.pdb_bins`` bins, ``config.pdb_component``, -1 = the scheme's default)."""
+    landmarks, visible = input_pipeline.stored_landmarks(source)
+    component = config.pdb_component
+    if component < 0:
+        component = pdb.default_component(get_scheme(config.scheme).name)
+    return pdb.pdb_weights(landmarks, visible, num_bins=config.pdb_bins, component=component)
 
 
 def _log_json(path: str, record: dict) -> None:
@@ -190,11 +241,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     # Input.
     train_source = input_pipeline.data_source(config.dataset, config.train_split, config.data_dir)
     eval_source = input_pipeline.data_source(config.dataset, config.eval_split, config.data_dir)
-    num_train = len(train_source)
+    sample_weights = pose_balancing_weights(train_source, config) if config.pdb else None
+    # An epoch is one pass over the (balanced) training stream, replicated records included.
+    num_train = len(train_source) if sample_weights is None else int(np.sum(sample_weights))
+    if is_main and sample_weights is not None:
+        print(f"pose-based data balancing: {len(train_source)} records -> {num_train} per epoch "
+              f"(up to {int(np.max(sample_weights))} copies)", flush=True)
     num_steps = total_steps(config, num_train)
     iterator = input_pipeline.train_iterator(
         train_source, config, seed=config.seed, num_local_devices=jax.local_device_count(),
-        per_device_batch=per_device_batch)
+        per_device_batch=per_device_batch, sample_weights=sample_weights)
 
     # Model and optimiser, restored if the run was interrupted.
     manager = ckpt.create_manager(workdir)
@@ -212,9 +268,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     writer = _summary_writer(workdir) if is_main else None
     progress = _progress(start_step, num_steps) if is_main else None
 
+    infer = evaluation.make_inference_fn(config)  # built once: no recompile per evaluation
+
     def evaluate_and_save(step: int) -> dict:
         host_state = jax.device_get(jax_utils.unreplicate(state))
-        result = evaluation.evaluate_source(host_state, eval_source, config)
+        result = evaluation.evaluate_source(host_state, eval_source, config, infer=infer)
         summary = {k: v for k, v in result.items() if np.isscalar(v)}
         ckpt.save(manager, step, host_state, iterator, config, metrics={"nme": summary["nme"]})
         if is_main:
@@ -270,7 +328,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             ckpt.save(manager, step, jax.device_get(jax_utils.unreplicate(state)), iterator, config)
     if not summary:  # resumed after the last step: report the final checkpoint's metrics
         summary = evaluation.evaluate_source(
-            jax.device_get(jax_utils.unreplicate(state)), eval_source, config)
+            jax.device_get(jax_utils.unreplicate(state)), eval_source, config, infer=infer)
         summary = {k: v for k, v in summary.items() if np.isscalar(v)}
     manager.wait_until_finished()
     if progress is not None:

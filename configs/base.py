@@ -35,7 +35,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.augment.occlusion_prob = 0.3
     c.augment.occlusion_size = (0.1, 0.4)  # occluder side as a fraction of input_size
 
-    # Model: method.md Sec. 4.
+    # Model: method.md Sec. 4. "cnn6" / "resnet50": the Wing paper's coordinate regressors
+    # (configs/wing_cnn6.py, configs/wing_resnet50.py add their own fields).
     c.model = ml_collections.ConfigDict()
     c.model.name = "fan"
     c.model.num_stacks = 4
@@ -58,10 +59,20 @@ def get_config() -> ml_collections.ConfigDict:
     c.loss.use_weight_map = True
     c.loss.weight = 10.0
     c.loss.threshold = 0.2
+    # Wing loss of coordinate regressors (method.md Sec. 7), in pixels of a 64 x 64 input: errors
+    # at other input sizes are rescaled to those units (trainer.COORDINATE_UNIT_SIZE).
+    c.loss.wing_w = 10.0
+    c.loss.wing_epsilon = 2.0
+
+    # Pose-based data balancing (Wing paper, method.md Sec. 7): replicate training records of
+    # rare poses. Component -1: the scheme's default (the second for AFLW-19, else the first).
+    c.pdb = False
+    c.pdb_bins = 9
+    c.pdb_component = -1
 
     # Optimiser: RMSProp, lr 1e-4, momentum 0, weight decay 1e-5, 240 epochs, x0.1 at 80 and 160.
     c.optimizer = ml_collections.ConfigDict()
-    c.optimizer.name = "rmsprop"  # or "sgd" (ablations, exact equivalence tests)
+    c.optimizer.name = "rmsprop"  # or "sgd" (ablations, exact equivalence tests), "adam"
     c.optimizer.learning_rate = 1e-4
     c.optimizer.momentum = 0.0
     c.optimizer.weight_decay = 1e-5
