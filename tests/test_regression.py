@@ -25,12 +25,7 @@ def tiny_regression_config(name="cnn6", **overrides):
         config.model.update(features=4, stage_sizes=(1, 1))
     config.optimizer.name = "adam"
     config.loss.kind = "wing"
-    for key, value in overrides.items():
-        target = config
-        *parents, leaf = key.split(".")
-        for p in parents:
-            target = target[p]
-        target[leaf] = value
+    config.update_from_flattened_dict(overrides)
     return config
 
 

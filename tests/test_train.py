@@ -33,12 +33,7 @@ def data_dir(tmp_path_factory):
 def tiny_config(data_dir, **overrides):
     config = tiny.get_config()
     config.data_dir = data_dir
-    for key, value in overrides.items():
-        target = config
-        *parents, leaf = key.split(".")
-        for p in parents:
-            target = target[p]
-        target[leaf] = value
+    config.update_from_flattened_dict(overrides)
     return config
 
 
