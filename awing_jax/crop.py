@@ -25,12 +25,6 @@ import numpy as np
 STORED_CONTEXT = 2.5
 
 
-def box_size(box) -> np.ndarray:
-    """sqrt(w * h) of (..., 4) boxes ``(x1, y1, x2, y2)``: the AFLW normaliser."""
-    box = np.asarray(box, dtype=np.float64)
-    return np.sqrt((box[..., 2] - box[..., 0]) * (box[..., 3] - box[..., 1]))
-
-
 def landmarks_box(landmarks) -> np.ndarray:
     """The landmarks' extent ``(x1, y1, x2, y2)`` of (..., L, 2): the "GT box" protocol."""
     landmarks = np.asarray(landmarks)

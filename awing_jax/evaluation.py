@@ -150,21 +150,23 @@ def mean_shape_baseline(train_source, eval_source, config, *, box: str | None = 
                         norm: str | None = None) -> dict:
     """Scores the trivial predictor: the training set's mean shape in the face square.
 
-    A trained model must beat it clearly; the demo prints both.
+    A trained model must beat it clearly; the demo prints both. Only landmarks and boxes are
+    read: no image is decoded.
     """
     scheme = get_scheme(config.scheme)
-    box = box or config.eval_box
-    kw = {"batch_size": config.eval_batch_size, "box": box}
-    total, count = 0.0, 0.0
-    for batch in input_pipeline.eval_batches(train_source, config, **kw):
-        vis = (batch["visible"] & batch["valid"][:, None])[..., None]
-        total = total + np.sum(np.where(vis, batch["landmarks"], 0.0), axis=0)
-        count = count + np.sum(vis, axis=0)
-    mean_shape = total / np.maximum(count, 1)
-    nmes = []
-    for batch in input_pipeline.eval_batches(eval_source, config, **kw):
-        pred = np.broadcast_to(mean_shape, batch["landmarks"].shape)
-        nme = metrics.nme(pred, batch["landmarks"], scheme=scheme, norm=norm or config.norm,
-                          boxes=batch["box"], visible=batch["visible"])
-        nmes.append(np.asarray(nme)[batch["valid"]])
-    return summarise(np.concatenate(nmes), config.failure_threshold)
+    kw = {"input_size": config.input_size, "box_scale": config.box_scale,
+          "box": box or config.eval_box}
+
+    def geometry(source):
+        faces = [input_pipeline.eval_geometry(source[i], **kw)[1] for i in range(len(source))]
+        return {k: np.stack([f[k] for f in faces]) for k in faces[0]}
+
+    train = geometry(train_source)
+    visible = train["visible"][..., None]
+    mean_shape = (np.sum(np.where(visible, train["landmarks"], 0.0), axis=0)
+                  / np.maximum(np.sum(visible, axis=0), 1))
+    test = geometry(eval_source)
+    nmes = metrics.nme(np.broadcast_to(mean_shape, test["landmarks"].shape), test["landmarks"],
+                       scheme=scheme, norm=norm or config.norm, boxes=test["box"],
+                       visible=test["visible"])
+    return summarise(np.asarray(nmes), config.failure_threshold)

@@ -398,26 +398,38 @@ def train_iterator(source, config, *, seed: int, num_local_devices: int, per_dev
 # Evaluation.
 
 
-def eval_example(example, index: int, *, input_size: int, box_scale: float,
-                 box: str = "dataset") -> dict[str, np.ndarray]:
-    """One stored record → the deterministic face-square crop of its ``box`` or ``gt_box``.
+def eval_geometry(example, *, input_size: int, box_scale: float,
+                  box: str = "dataset") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The evaluation crop of one stored record without its pixels.
 
-    Returns ``image`` (S, S, 3) uint8, ``landmarks`` (L, 2) float32 and ``box`` (4,) float32 (the
-    dataset box) in input pixels, ``visible`` (L,) bool, ``to_original`` (2, 3) float64 (input
-    pixels → original photo pixels), ``index`` int32, ``valid`` True.
+    Returns the (2, 3) stored-crop → input matrix (face square of ``box`` or ``gt_box``) and
+    ``landmarks`` (L, 2) float32 and ``box`` (4,) float32 (the dataset box) in input pixels,
+    ``visible`` (L,) bool.
     """
     if box not in ("dataset", "gt"):
         raise ValueError(f"box must be 'dataset' or 'gt', got {box!r}")
     landmarks = _checked_landmarks(example)
     matrix = _face_square(example, "box" if box == "dataset" else "gt_box", input_size,
                           box_scale)
-    image = _crop_rgb(example["image"], matrix, input_size, _source_name(example))
     dataset_box = crop.apply(matrix, np.asarray(example["box"], np.float64).reshape(2, 2))
-    return {
-        "image": image,
+    return matrix, {
         "landmarks": crop.apply(matrix, landmarks).astype(np.float32),
         "visible": np.asarray(example["visible"], bool),
         "box": dataset_box.reshape(4).astype(np.float32),
+    }
+
+
+def eval_example(example, index: int, *, input_size: int, box_scale: float,
+                 box: str = "dataset") -> dict[str, np.ndarray]:
+    """One stored record → the deterministic face-square crop of its ``box`` or ``gt_box``.
+
+    Returns :func:`eval_geometry`'s fields plus ``image`` (S, S, 3) uint8, ``to_original``
+    (2, 3) float64 (input pixels → original photo pixels), ``index`` int32, ``valid`` True.
+    """
+    matrix, geometry = eval_geometry(example, input_size=input_size, box_scale=box_scale, box=box)
+    return {
+        "image": _crop_rgb(example["image"], matrix, input_size, _source_name(example)),
+        **geometry,
         "to_original": crop.compose(example["to_original"], crop.invert(matrix)),
         "index": np.int32(index),
         "valid": np.bool_(True),

@@ -54,7 +54,7 @@ def normalising_distance(gt, *, scheme, norm: str = "inter_ocular", boxes=None):
         boxes = xp.asarray(boxes, dtype=dtype)
         if boxes.shape != (gt.shape[0], 4):
             raise ValueError(f"boxes must have shape ({gt.shape[0]}, 4), got {boxes.shape}")
-        # awing_jax.crop.box_size, written for both array namespaces so that it traces.
+        # sqrt(w * h) of the face box, written for both array namespaces so that it traces.
         return xp.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
     if norm not in s.normalisation:
         raise ValueError(f"unknown normaliser {norm!r} for scheme {s.name}; "

@@ -119,12 +119,6 @@ def create_train_state(config, rng, num_train_examples: int) -> TrainState:
     )
 
 
-def abstract_train_state(config, num_train_examples: int) -> TrainState:
-    """The state's structure, shapes and dtypes without allocating it (for restoring)."""
-    return jax.eval_shape(
-        lambda rng: create_train_state(config, rng, num_train_examples), jax.random.key(0))
-
-
 # ----------------------------------------------------------------------------- the step
 
 
