@@ -45,6 +45,9 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if (FLAGS.checkpoint is None) == (FLAGS.export is None):
         raise app.UsageError("give exactly one of --checkpoint and --export")
+    from awing_jax.runtime import retain_freed_memory
+
+    retain_freed_memory()  # reuse freed host memory across steps (see awing_jax/runtime.py)
     import cv2
     import numpy as np
 

@@ -55,6 +55,9 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS["verbosity"].present:  # library INFO logs (Orbax, TFDS) drown the progress
         logging.set_verbosity(logging.WARNING)
+    from awing_jax.runtime import retain_freed_memory
+
+    retain_freed_memory()  # reuse freed host memory across steps (see awing_jax/runtime.py)
     config = FLAGS.config
     workdir = FLAGS.workdir or default_workdir(flags.FLAGS["config"].config_filename)
     init_distributed()

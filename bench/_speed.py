@@ -2,8 +2,11 @@
 
 Each script supplies, per framework, a ``prepare(args) -> Runner``: the work of one repetition
 (one step or one forward pass on a fixed batch) plus its compile time and FLOPs. ``--compare`` runs
-the frameworks' repetitions alternately in one process, so a load change on a shared machine hits
-both alike, and prints JAX images/s divided by PyTorch images/s.
+each framework in a worker process of its own and their repetitions alternately, so a load change
+on a shared machine hits both alike while neither shares the other's allocator, threads or caches,
+and prints JAX images/s divided by PyTorch images/s. Every process first applies
+``awing_jax.runtime.retain_freed_memory()`` as the project's programs do (``--malloc default``
+leaves glibc as it is).
 
 Threads: ``--threads N`` pins the whole process to N cores (``os.sched_setaffinity``, before JAX
 starts its thread pools) and sets ``torch.set_num_threads(N)``; without it both use every core the
@@ -14,14 +17,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from typing import Any
+
+from awing_jax.runtime import retain_freed_memory
 
 # The FAN of the AWing paper (tiny: the test config's size, for a quick smoke run).
 PAPER = {"stacks": 4, "features": 256, "depth": 4, "input_size": 256, "batch": 8}
+_MARK = "@@bench "  # prefix of a worker's messages on its stdout
 TINY = {"stacks": 1, "features": 16, "depth": 2, "input_size": 32, "batch": 8}
 
 
@@ -34,6 +44,7 @@ class Runner:
     compile_seconds: float | None = None
     flops: float | None = None
     times: list[float] = dataclasses.field(default_factory=list)
+    worker: Any = None  # the process running it under --compare
 
 
 def parse_args(description: str) -> argparse.Namespace:
@@ -50,6 +61,10 @@ def parse_args(description: str) -> argparse.Namespace:
     p.add_argument("--framework", choices=("jax", "torch"), default="jax")
     p.add_argument("--compare", action="store_true", help="both frameworks, alternating reps")
     p.add_argument("--tiny", action="store_true", help="the tiny test-size FAN")
+    p.add_argument("--malloc", choices=("retain", "default"), default="retain",
+                   help="retain: awing_jax.runtime.retain_freed_memory() in every benchmark "
+                   "process, as train.py/evaluate.py/predict.py do; default: glibc's settings")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     defaults = TINY if args.tiny else PAPER
     for key, value in defaults.items():
@@ -103,37 +118,114 @@ def peak_memory() -> str:
     return text
 
 
-def run(args: argparse.Namespace, what: str, prepare: dict[str, Callable[..., Runner]]) -> None:
+def _child_command(module: str, framework: str) -> list[str]:
+    """This benchmark's own command line for one framework, as a worker process."""
+    argv = [a for a in sys.argv[1:] if a != "--compare"]
+    return [sys.executable, "-m", module, *argv, "--framework", framework, "--worker"]
+
+
+def _report(message: dict) -> None:
+    print(_MARK + json.dumps(message), flush=True)
+
+
+def _serve(runner: Runner) -> None:
+    """Worker side of ``--compare``: one repetition per ``run`` line on stdin."""
+    _report({"compile_seconds": runner.compile_seconds, "flops": runner.flops,
+             "memory": peak_memory()})
+    for line in sys.stdin:
+        if line.strip() != "run":
+            break
+        start = time.perf_counter()
+        runner.run()
+        _report({"seconds": time.perf_counter() - start})
+    _report({"memory": peak_memory()})
+
+
+class _Worker:
+    """A framework's benchmark in its own process (its own allocator, threads and caches)."""
+
+    def __init__(self, module: str, name: str):
+        self.name = name
+        self.process = subprocess.Popen(_child_command(module, name), stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
+
+    def receive(self) -> dict:
+        for line in self.process.stdout:
+            if line.startswith(_MARK):
+                return json.loads(line[len(_MARK):])
+            print(f"[{self.name}] {line}", end="")
+        raise RuntimeError(f"the {self.name} benchmark process exited with code "
+                           f"{self.process.wait()} before reporting")
+
+    def send(self, command: str) -> None:
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+
+
+def run(args: argparse.Namespace, what: str, prepare: dict[str, Callable[..., Runner]],
+        module: str) -> None:
+    """Times ``prepare[framework](args).run``; ``module`` is the script's ``python -m`` name.
+
+    With ``--compare`` each framework runs in a worker process of its own (the same command with
+    ``--framework NAME --worker``) and the two take turns, one repetition each: the same load on
+    a shared machine hits both, and neither inherits the other's allocator state or threads.
+    """
+    if args.malloc == "retain":
+        retain_freed_memory()
+    if args.threads and (args.framework == "torch" or args.compare):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.worker:
+        runner = prepare[args.framework](args)
+        runner.run()  # warm-up (and, for torch, first-touch allocation)
+        _serve(runner)
+        return
+
     import jax
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     load_start = os.getloadavg()
-    names = ["jax", "torch"] if args.compare else [args.framework]
     print(f"{what}: FAN stacks={args.stacks} features={args.features} depth={args.depth} "
           f"input={args.input_size} batch={args.batch} landmarks={args.landmarks} "
           f"dtype={args.dtype}")
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, process affinity "
           f"{len(os.sched_getaffinity(0))}, torch threads {torch.get_num_threads()}, "
           f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__}, "
-          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, malloc {args.malloc}")
     peak = matmul_peak_gflops()
     print(f"f32 matmul peak (2048^2): jnp {peak['jax']:.1f} GFLOP/s, torch {peak['torch']:.1f}")
 
-    runners = []
-    for name in names:
-        runner = prepare[name](args)
-        runner.run()  # warm-up (and, for torch, first-touch allocation)
-        runners.append(runner)
-        print(f"{name}: prepared; {peak_memory()}", flush=True)
-    if args.compare and runners[1].flops is None:
-        runners[1].flops = runners[0].flops  # the same network; XLA's count stands for both
-    for _ in range(args.reps):
+    if args.compare:
+        runners = []
+        for name in ("jax", "torch"):
+            # One at a time: JAX's compile must not share the cores with PyTorch's warm-up.
+            worker = _Worker(module, name)
+            info = worker.receive()
+            runner = Runner(name, lambda w=worker: (w.send("run"), w.receive())[1]["seconds"],
+                            info["compile_seconds"], info["flops"])
+            runner.worker = worker
+            runners.append(runner)
+            print(f"{name}: prepared in its own process; {info['memory']}", flush=True)
+        for _ in range(args.reps):
+            for runner in runners:
+                runner.times.append(runner.run())
+        memory = {}
         for runner in runners:
+            runner.worker.send("quit")
+            memory[runner.name] = runner.worker.receive()["memory"]
+            runner.worker.process.wait()
+        runners[1].flops = runners[1].flops or runners[0].flops  # same network, XLA's count
+    else:
+        runner = prepare[args.framework](args)
+        runner.run()
+        print(f"{args.framework}: prepared; {peak_memory()}", flush=True)
+        for _ in range(args.reps):
             start = time.perf_counter()
             runner.run()
             runner.times.append(time.perf_counter() - start)
+        runners = [runner]
+        memory = {runner.name: peak_memory()}
 
     rates = {}
     for runner in runners:
@@ -147,10 +239,10 @@ def run(args: argparse.Namespace, what: str, prepare: dict[str, Callable[..., Ru
             achieved = runner.flops / median / 1e9
             line += (f"  {runner.flops / 1e9:.0f} GFLOP -> {achieved:.1f} GFLOP/s = "
                      f"{100 * achieved / peak['jax']:.0f}% of jnp matmul peak")
-        print(line)
+        print(line + f"  {memory[runner.name]}")
     if args.compare:
         print(f"ratio JAX/PyTorch images/s: {rates['jax'] / rates['torch']:.2f}")
-    print(f"{peak_memory()}; load average start {load_start[0]:.2f} end {os.getloadavg()[0]:.2f}")
+    print(f"load average start {load_start[0]:.2f} end {os.getloadavg()[0]:.2f}")
 
 
 def xla_flops(compiled) -> float | None:

@@ -134,7 +134,8 @@ def prepare_torch(args) -> _speed.Runner:
 
 def main():
     args = _speed.parse_args(__doc__.splitlines()[0])
-    _speed.run(args, "train step", {"jax": prepare_jax, "torch": prepare_torch})
+    _speed.run(args, "train step", {"jax": prepare_jax, "torch": prepare_torch},
+               "bench.train_step")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from awing_jax.models.conv import conv_general_dilated
+
 # PyTorch BatchNorm2d defaults: momentum 0.1 on the new statistic = flax momentum 0.9 on the old.
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
@@ -104,11 +106,15 @@ def add_coords(x: jax.Array, boundary=None) -> jax.Array:
 
 
 def _conv(features: int, kernel: int, dtype, name: str, *, bias: bool, stride: int = 1) -> nn.Conv:
-    """A conv with PyTorch's symmetric padding k // 2 (flax "SAME" pads stride-2 convs unevenly)."""
+    """A conv with PyTorch's symmetric padding k // 2 (flax "SAME" pads stride-2 convs unevenly).
+
+    1x1 convs run as matrix products (:mod:`awing_jax.models.conv`); parameters are unchanged.
+    """
     pad = kernel // 2
     return nn.Conv(
         features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
         use_bias=bias, dtype=dtype, param_dtype=jnp.float32, name=name,
+        conv_general_dilated=conv_general_dilated,
     )
 
 

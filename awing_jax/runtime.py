@@ -1,0 +1,52 @@
+"""Process settings for training and inference on a CPU host.
+
+:func:`retain_freed_memory` keeps the C allocator from handing freed memory back to the kernel.
+XLA's CPU client allocates each step's multi-gigabyte working buffers afresh; glibc serves blocks
+of that size with ``mmap`` and returns them with ``munmap`` on free (and shrinks its per-thread
+heaps), so every step faults the same memory in again page by page: about 520,000 page faults
+and 1.5-5 s of kernel time per FAN-4 training step at batch 4 on the 2-core development CPU, a
+third of the step (BENCHMARKS.md). With ``mmap`` off, one heap and no trimming, the memory freed
+by one step serves the next: the faults drop to zero after the first steps.
+
+The price is that the process keeps its peak heap until it exits, which is what a training or
+evaluation process wants. ``train.py``, ``evaluate.py`` and ``predict.py`` call it at start-up;
+library code never does, since it changes the whole process. Accelerator memory is not affected
+(XLA's device allocators keep their own pools).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+# glibc's mallopt parameters (malloc.h).
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
+M_ARENA_MAX = -8
+_INT_MAX = 2**31 - 1
+
+
+def retain_freed_memory() -> bool:
+    """Make glibc keep freed memory for reuse instead of returning it to the kernel.
+
+    Sets ``M_MMAP_MAX`` 0 (no block gets its own mapping), ``M_ARENA_MAX`` 1 (one heap, so the
+    worker threads' frees serve each other) and ``M_TRIM_THRESHOLD`` to its maximum (2 GiB of
+    free memory may sit at the top of the heap before any is released). Call it before the large
+    allocations start, i.e. first thing in a program.
+
+    Returns:
+      True when glibc accepted every setting, False elsewhere (not Linux, another C library),
+      where nothing is changed.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    settings = ((M_MMAP_MAX, 0), (M_ARENA_MAX, 1), (M_TRIM_THRESHOLD, _INT_MAX))
+    return all(mallopt(param, value) == 1 for param, value in settings)
