@@ -6,7 +6,8 @@ of that size with ``mmap`` and returns them with ``munmap`` on free (and shrinks
 heaps), so every step faults the same memory in again page by page: about 520,000 page faults
 and 1.5-5 s of kernel time per FAN-4 training step at batch 4 on the 2-core development CPU, a
 third of the step (BENCHMARKS.md). With ``mmap`` off, one heap and no trimming, the memory freed
-by one step serves the next: the faults drop to zero after the first steps.
+by one step serves the next: the faults drop to zero once the heap has grown to the steps'
+largest working set (a few steps).
 
 The price is that the process keeps its peak heap until it exits, which is what a training or
 evaluation process wants. ``train.py``, ``evaluate.py`` and ``predict.py`` call it at start-up;
@@ -24,16 +25,15 @@ import sys
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
 M_ARENA_MAX = -8
-_INT_MAX = 2**31 - 1
 
 
 def retain_freed_memory() -> bool:
     """Make glibc keep freed memory for reuse instead of returning it to the kernel.
 
     Sets ``M_MMAP_MAX`` 0 (no block gets its own mapping), ``M_ARENA_MAX`` 1 (one heap, so the
-    worker threads' frees serve each other) and ``M_TRIM_THRESHOLD`` to its maximum (2 GiB of
-    free memory may sit at the top of the heap before any is released). Call it before the large
-    allocations start, i.e. first thing in a program.
+    worker threads' frees serve each other) and ``M_TRIM_THRESHOLD`` -1 (the top of the heap is
+    never released; mallopt(3)). Call it before the large allocations start, i.e. first thing in
+    a program.
 
     Returns:
       True when glibc accepted every setting, False elsewhere (not Linux, another C library),
@@ -48,5 +48,5 @@ def retain_freed_memory() -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    settings = ((M_MMAP_MAX, 0), (M_ARENA_MAX, 1), (M_TRIM_THRESHOLD, _INT_MAX))
+    settings = ((M_MMAP_MAX, 0), (M_ARENA_MAX, 1), (M_TRIM_THRESHOLD, -1))
     return all(mallopt(param, value) == 1 for param, value in settings)

@@ -75,6 +75,21 @@ def parse_args(description: str) -> argparse.Namespace:
     return args
 
 
+def torch_device() -> str:
+    """Where the PyTorch reference runs: the GPU when torch sees one, else the CPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_sync(device: str) -> None:
+    """Waits for queued GPU work, so that a repetition's time includes it."""
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
 def cpu_model() -> str:
     with open("/proc/cpuinfo") as f:
         for line in f:

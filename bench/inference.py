@@ -51,14 +51,18 @@ def prepare_torch(args) -> _speed.Runner:
     from bench.torch_fan import FAN
 
     torch.manual_seed(0)
-    model = FAN(args.stacks, args.landmarks, features=args.features, depth=args.depth).eval()
+    device = _speed.torch_device()
+    model = FAN(args.stacks, args.landmarks, features=args.features, depth=args.depth)
+    model = model.eval().to(device)
     images = torch.from_numpy(synthetic_batch(args)["image"]).permute(0, 3, 1, 2).contiguous()
+    images = images.to(device)
     autocast = args.dtype == "bfloat16"
 
     def run():
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
+        with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16,
                                                     enabled=autocast):
             model(images.float() / 255.0)
+        _speed.torch_sync(device)
 
     return _speed.Runner("torch", run)
 

@@ -105,8 +105,9 @@ def prepare_torch(args) -> _speed.Runner:
 
     torch.manual_seed(0)
     config = config_for(args)
+    device = _speed.torch_device()
     model = FAN(args.stacks, args.landmarks, features=args.features, depth=args.depth)
-    model.train()
+    model.train().to(device)
     optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-4, alpha=0.99, eps=1e-8,
                                     weight_decay=1e-5)
     batch = synthetic_batch(args)
@@ -115,14 +116,14 @@ def prepare_torch(args) -> _speed.Runner:
         batch["landmarks"], batch["visible"], config.scheme,
         heatmap_size=args.input_size // 4, sigma=1.0, boundary_sigma=1.0, mode="subpixel",
         boundary=True)
-    target = torch.from_numpy(np.array(targets)).permute(0, 3, 1, 2).contiguous()
+    target = torch.from_numpy(np.array(targets)).permute(0, 3, 1, 2).contiguous().to(device)
     weights = loss_weight_map(target)
-    images = torch.from_numpy(batch["image"]).permute(0, 3, 1, 2).contiguous()
+    images = torch.from_numpy(batch["image"]).permute(0, 3, 1, 2).contiguous().to(device)
     autocast = args.dtype == "bfloat16"
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
             outputs = model(images.float() / 255.0)
         loss = sum((adaptive_wing_loss(o.float(), target) * weights).mean() for o in outputs)
         loss.backward()
