@@ -59,9 +59,10 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS["verbosity"].present:  # library INFO logs (Orbax, TFDS) drown the progress
         logging.set_verbosity(logging.WARNING)
-    from awing_jax.runtime import retain_freed_memory
+    from awing_jax.runtime import retain_freed_memory, use_compilation_cache
 
     retain_freed_memory()  # reuse freed host memory across steps (see awing_jax/runtime.py)
+    use_compilation_cache()  # compiled programs kept on disk for the next run
     from awing_jax import checkpoint as ckpt
     from awing_jax import evaluation, input_pipeline
 

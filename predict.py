@@ -45,9 +45,10 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if (FLAGS.checkpoint is None) == (FLAGS.export is None):
         raise app.UsageError("give exactly one of --checkpoint and --export")
-    from awing_jax.runtime import retain_freed_memory
+    from awing_jax.runtime import retain_freed_memory, use_compilation_cache
 
     retain_freed_memory()  # reuse freed host memory across steps (see awing_jax/runtime.py)
+    use_compilation_cache()  # compiled programs kept on disk for the next run
     import cv2
     import numpy as np
 

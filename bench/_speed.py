@@ -230,7 +230,7 @@ def run(args: argparse.Namespace, what: str, prepare: dict[str, Callable[..., Ru
             runner.worker.send("quit")
             memory[runner.name] = runner.worker.receive()["memory"]
             runner.worker.process.wait()
-        runners[1].flops = runners[1].flops or runners[0].flops  # same network, XLA's count
+        runners[1].flops = runners[1].flops or runners[0].flops  # same network
     else:
         runner = prepare[args.framework](args)
         runner.run()
@@ -260,9 +260,18 @@ def run(args: argparse.Namespace, what: str, prepare: dict[str, Callable[..., Ru
     print(f"load average start {load_start[0]:.2f} end {os.getloadavg()[0]:.2f}")
 
 
-def xla_flops(compiled) -> float | None:
-    """FLOPs of a compiled JAX computation from XLA's cost analysis."""
-    analysis = compiled.cost_analysis()
+def network_flops(lower: Callable[[], Any]) -> float | None:
+    """FLOPs of the network as direct convolutions, from XLA's cost analysis of ``lower()``.
+
+    ``lower`` returns a fresh ``Lowered`` of the benchmarked function; it is traced under
+    ``plain_convolutions()`` so that every convolution counts as what it computes (the CPU
+    lowering's Winograd products do 2.25x fewer multiplications for the same 3x3 convolution, and
+    counting those would understate the work). Both frameworks' rows use this count.
+    """
+    from awing_jax.models.conv import plain_convolutions
+
+    with plain_convolutions():
+        analysis = lower().cost_analysis()
     if isinstance(analysis, list):
         analysis = analysis[0] if analysis else {}
     return (analysis or {}).get("flops")

@@ -42,7 +42,9 @@ def prepare_jax(args) -> _speed.Runner:
     def run():
         jax.block_until_ready(compiled(variables, images))
 
-    return _speed.Runner("jax", run, compile_seconds, _speed.xla_flops(compiled))
+    flops = _speed.network_flops(
+        lambda: jax.jit(lambda v, x: forward(v, x)).lower(variables, images))
+    return _speed.Runner("jax", run, compile_seconds, flops)
 
 
 def prepare_torch(args) -> _speed.Runner:

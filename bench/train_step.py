@@ -6,7 +6,8 @@
 
 JAX: the project's own step (``awing_jax.trainer.make_p_train_step``: targets rendered on device,
 FAN forward and backward, Adaptive Wing loss with its weight map, RMSProp, metrics) on one device,
-compiled ahead of time so compile time is reported apart; FLOPs from XLA's cost analysis.
+compiled ahead of time so compile time is reported apart; FLOPs from XLA's cost analysis of the
+``plain_convolutions()`` program (direct convolutions).
 PyTorch: ``bench.torch_fan.FAN`` (NCHW) with the same loss written below in torch, on targets
 rendered once beforehand (JAX renders them inside every step, a few percent of the work), and
 ``torch.optim.RMSprop`` with the same hyper-parameters; bfloat16 through ``torch.autocast``.
@@ -70,7 +71,8 @@ def prepare_jax(args) -> _speed.Runner:
         holder["state"], metrics = compiled(holder["state"], batch)
         jax.block_until_ready(metrics)
 
-    return _speed.Runner("jax", step, compile_seconds, _speed.xla_flops(compiled))
+    flops = _speed.network_flops(lambda: trainer.make_p_train_step(config).lower(state, batch))
+    return _speed.Runner("jax", step, compile_seconds, flops)
 
 
 def adaptive_wing_loss(pred, target, *, alpha=2.1, omega=14.0, epsilon=1.0, theta=0.5):

@@ -27,3 +27,19 @@ def test_compare_runs_each_framework_in_its_own_process(module):
     expected = float(rows["jax"].group(3)) / float(rows["torch"].group(3))
     assert ratio == pytest.approx(expected, abs=0.006), out
     assert "malloc retain" in out
+
+
+def test_conv_lowering_smoke():
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    run = subprocess.run([sys.executable, "-m", "bench.conv_lowering", "--tiny", "--reps", "2"],
+                         capture_output=True, text=True, timeout=600, check=False, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = re.findall(r"^\s*(\dx\d [\d>-]+ @\d+)\s+(forward|fwd\+bwd)\s+([\d.]+)\s+([\d.]+)\s+"
+                      r"([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.e+-]+)$", run.stdout, re.M)
+    assert len(rows) == 6, run.stdout  # three layers, two passes each
+    for _, _, lax_ms, ours_ms, ratio, _, _, diff in rows:
+        lax_ms, ours_ms, ratio = float(lax_ms), float(ours_ms), float(ratio)
+        # the printed times are rounded to 0.5 us, the ratio to 0.005
+        slack = lax_ms / ours_ms * (5e-4 / lax_ms + 5e-4 / ours_ms) + 0.005
+        assert abs(ratio - lax_ms / ours_ms) <= slack
+        assert float(diff) < 1e-4  # the two forms compute the same convolution

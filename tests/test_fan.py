@@ -218,9 +218,11 @@ def test_batch_norm_statistics_sync_across_devices():
         axis_name="batch", in_axes=(None, 0),
     )(variables, x[:, None])  # one image per device: per-device statistics differ the most
 
+    # Unsynchronised statistics would differ by O(0.1); 5e-5 covers float32 rounding (on CPU the
+    # 3x3 convolutions are Winograd products whose summation order depends on the batch size).
     np.testing.assert_allclose(
-        np.asarray(p_outputs[0]).reshape(outputs[0].shape), outputs[0], atol=1e-5, rtol=1e-5)
+        np.asarray(p_outputs[0]).reshape(outputs[0].shape), outputs[0], atol=5e-5, rtol=1e-5)
     for expected, got in zip(jax.tree_util.tree_leaves(updates["batch_stats"]),
                              jax.tree_util.tree_leaves(p_updates["batch_stats"]), strict=True):
         for device in range(num_devices):
-            np.testing.assert_allclose(got[device], expected, atol=1e-5, rtol=1e-5)
+            np.testing.assert_allclose(got[device], expected, atol=5e-5, rtol=1e-5)

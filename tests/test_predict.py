@@ -211,7 +211,9 @@ def test_checkpoint_predictor_matches_its_model(tiny_checkpoint, photo):
     stacks = predictor.heatmaps(crops / 255.0)
     assert len(stacks) == 2 and stacks[-1].shape == (2, 8, 8, 69)
     result = predictor.run(image, boxes)
-    np.testing.assert_allclose(result.boundaries, stacks[-1][..., -1], atol=1e-5)
+    # Two programs, the same network: float32 rounding apart (values ~10; on CPU the 3x3
+    # convolutions are Winograd products, whose rounding depends on how XLA fuses each program).
+    np.testing.assert_allclose(result.boundaries, stacks[-1][..., -1], atol=1e-4)
     in_crop = (np.einsum("nij,nlj->nli", matrices[:, :, :2], result.landmarks)
                + matrices[:, None, :, 2])
     expected = decode_heatmaps(stacks[-1][..., :-1], mode=config.decoder)
@@ -235,7 +237,7 @@ def test_export_round_trip_for_two_batch_sizes(tiny_checkpoint, photo, tmp_path)
         landmarks, heatmaps = fn(images)
         want_landmarks, want_heatmaps = in_process(variables, images)
         assert landmarks.shape == (batch, 68, 2) and heatmaps.shape == (batch, 8, 8, 69)
-        np.testing.assert_allclose(heatmaps, want_heatmaps, atol=1e-5)
+        np.testing.assert_allclose(heatmaps, want_heatmaps, atol=1e-4)  # values ~3
         # pixels; the subpixel decoder's Newton step amplifies float32 rounding
         np.testing.assert_allclose(landmarks, want_landmarks, atol=1e-3)
     exported = predict.Predictor.from_export(path)

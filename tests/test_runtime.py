@@ -1,5 +1,6 @@
-"""The 1x1-convolution lowering and the allocator setting of the programs."""
+"""The convolution lowerings (1x1 as products, CPU 3x3 as Winograd) and the programs' allocator."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -10,8 +11,12 @@ import numpy as np
 import pytest
 from jax import lax
 
-from awing_jax.models import fan
-from awing_jax.models.conv import conv_general_dilated
+from awing_jax.models.conv import (
+    _winograd_forward,
+    conv_general_dilated,
+    plain_convolutions,
+    winograd_conv3x3,
+)
 from awing_jax.models.fan import FAN
 
 NHWC = ("NHWC", "HWIO", "NHWC")
@@ -48,11 +53,11 @@ def test_pointwise_conv_as_product_matches_lax_value_and_gradients(stride, paddi
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("case", ["3x3", "padded_1x1", "dilated", "grouped", "nchw"])
+@pytest.mark.parametrize("case", ["3x3_small", "padded_1x1", "dilated", "grouped", "nchw"])
 def test_other_convolutions_fall_through_to_lax(case):
     x, w = _inputs()
     kwargs = {"window_strides": (1, 1), "padding": "SAME", "dimension_numbers": NHWC}
-    if case == "3x3":
+    if case == "3x3_small":  # a 6x7 map: below Winograd's 8x8 minimum
         w = np.random.default_rng(2).standard_normal((3, 3, 5, 3)).astype(np.float32)
     elif case == "padded_1x1":
         kwargs["padding"] = ((1, 1), (0, 0))
@@ -72,8 +77,88 @@ def test_other_convolutions_fall_through_to_lax(case):
         lambda x, w: conv_general_dilated(x, w, **kwargs)).lower(x, w).as_text()
 
 
-def test_fan_equals_the_same_network_with_plain_convolutions(monkeypatch):
-    """Swapping the lowering back to lax changes neither outputs nor gradients of the FAN."""
+def _lax3x3(x, w, padding=((1, 1), (1, 1))):
+    return lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=NHWC,
+                                    precision=lax.Precision.HIGHEST)
+
+
+def _close(actual, expected, rel=2e-5):
+    """Winograd's transforms round differently from a direct sum: compare to the output's scale."""
+    expected = np.asarray(expected)
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=rel * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3, 5), (1, 13, 9, 4, 6), (2, 16, 20, 8, 8)])
+@pytest.mark.parametrize("padding", ["SAME", ((1, 1), (1, 1))])
+def test_winograd_3x3_matches_lax_value_and_gradients(shape, padding):
+    """Sizes that are and are not multiples of the 4x4 output block; both spellings of padding."""
+    batch, height, width, c_in, c_out = shape
+    x, w = _inputs((batch, height, width, c_in), (3, 3, c_in, c_out), seed=height)
+
+    def ours(x, w):
+        return conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=NHWC)
+
+    out, expected = ours(x, w), _lax3x3(x, w, padding)
+    assert out.shape == expected.shape
+    _close(out, expected)
+    text = jax.jit(ours).trace(x, w).lower(lowering_platforms=("cpu",)).as_text()
+    assert "convolution" not in text and "dot_general" in text
+    dy = np.random.default_rng(1).standard_normal(expected.shape).astype(np.float32)
+    grads = jax.vjp(ours, x, w)[1](dy)
+    expected_grads = jax.vjp(_lax3x3, x, w)[1](dy)
+    for g, e in zip(grads, expected_grads, strict=True):
+        _close(g, e)
+
+
+def test_winograd_hand_written_gradient_equals_autodiff_of_the_same_computation():
+    """The custom backward pass (a second Winograd convolution for the input gradient, a tile
+    contraction for the kernel's) against JAX differentiating the forward transforms itself."""
+    x, w = _inputs((2, 11, 14, 6), (3, 3, 6, 7), seed=4)
+    dy = np.random.default_rng(5).standard_normal((2, 11, 14, 7)).astype(np.float32)
+    ours = jax.vjp(winograd_conv3x3, x, w)[1](dy)
+    autodiff = jax.vjp(lambda x, w: _winograd_forward(x, w, None, None), x, w)[1](dy)
+    for g, e in zip(ours, autodiff, strict=True):
+        _close(g, e)
+
+
+def test_winograd_only_on_cpu():
+    """GPU and TPU programs keep the plain convolution (cuDNN picks its own algorithm)."""
+    x, w = _inputs((1, 16, 16, 4), (3, 3, 4, 4))
+    traced = jax.jit(
+        lambda x, w: conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=NHWC)
+    ).trace(x, w)
+    for platform in ("cuda", "tpu"):
+        text = traced.lower(lowering_platforms=(platform,)).as_text()
+        assert "convolution" in text and "dot_general" not in text
+
+
+@pytest.mark.parametrize("case", ["strided", "padding_2", "valid", "rhs_dilated", "bfloat16",
+                                  "five_by_five"])
+def test_other_3x3_convolutions_are_not_winograd(case):
+    x, w = _inputs((2, 12, 12, 4), (3, 3, 4, 5))
+    kwargs = {"window_strides": (1, 1), "padding": ((1, 1), (1, 1)), "dimension_numbers": NHWC}
+    if case == "strided":
+        kwargs["window_strides"] = (2, 2)
+    elif case == "padding_2":
+        kwargs["padding"] = ((2, 2), (2, 2))
+    elif case == "valid":
+        kwargs["padding"] = "VALID"
+    elif case == "rhs_dilated":
+        kwargs["rhs_dilation"] = (2, 2)
+    elif case == "bfloat16":
+        x, w = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+    else:
+        w = np.random.default_rng(6).standard_normal((5, 5, 4, 5)).astype(np.float32)
+    expected = lax.conv_general_dilated(x, w, **kwargs)
+    np.testing.assert_array_equal(conv_general_dilated(x, w, **kwargs), expected)
+    assert "convolution" in jax.jit(
+        lambda x, w: conv_general_dilated(x, w, **kwargs)).lower(x, w).as_text()
+
+
+def test_fan_equals_the_same_network_with_plain_convolutions():
+    """Tracing under plain_convolutions() (every convolution lax's own) changes neither outputs
+    nor gradients of the FAN beyond float32 rounding; on CPU its 16x16 and 8x8 3x3 convolutions
+    are otherwise Winograd products and its 1x1 ones matrix products."""
     model = FAN(num_landmarks=19, num_stacks=2, features=16, depth=2)
     x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
     variables = model.init(jax.random.key(0), x, train=False)
@@ -84,13 +169,16 @@ def test_fan_equals_the_same_network_with_plain_convolutions(monkeypatch):
         return sum(jnp.mean(o**2) for o in outputs)
 
     ours = jax.value_and_grad(loss)(variables["params"])
-    assert "convolution" in jax.jit(loss).lower(variables["params"]).as_text()  # the 3x3s
-    monkeypatch.setattr(fan, "conv_general_dilated", lax.conv_general_dilated)
-    plain = jax.value_and_grad(loss)(variables["params"])
+    text = jax.jit(loss).lower(variables["params"]).as_text()
+    with plain_convolutions():
+        plain = jax.value_and_grad(loss)(variables["params"])
+        plain_text = jax.jit(lambda p: loss(p)).lower(variables["params"]).as_text()
+    # 7x7 stem and 4x4 maps stay convolutions; plain has one per nn.Conv (3x3, 1x1, stem).
+    assert 0 < text.count("stablehlo.convolution") < plain_text.count("stablehlo.convolution")
     np.testing.assert_allclose(ours[0], plain[0], rtol=1e-5)
     for a, b in zip(jax.tree_util.tree_leaves(ours[1]), jax.tree_util.tree_leaves(plain[1]),
                     strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
 
 
 _FAULTS = textwrap.dedent("""
@@ -128,3 +216,35 @@ def test_retained_memory_is_reused_without_page_faults():
     assert all(f > pages // 2 for f in default), default
     assert retained[0] > pages // 2, retained
     assert all(f < pages // 100 for f in retained[1:]), retained
+
+
+_CACHE = textwrap.dedent("""
+    import os, time
+    import jax, jax.numpy as jnp
+    from awing_jax.runtime import use_compilation_cache
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    directory = use_compilation_cache()
+    assert (jax.config.jax_compilation_cache_dir or None) == directory
+    jax.jit(lambda x: jnp.sin(x) * 3 + 1).lower(jnp.ones(7)).compile()
+    entries = sorted(os.listdir(directory)) if directory else []
+    print(directory, len(entries))
+""")
+
+
+def test_compilation_cache_default_directory_and_environment(tmp_path):
+    """Default: programs land under $XDG_CACHE_HOME/awing_jax/xla; JAX_COMPILATION_CACHE_DIR,
+    when set, wins; set empty, it turns the cache off."""
+
+    def run(**env):
+        base = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+        out = subprocess.run([sys.executable, "-c", _CACHE], capture_output=True, text=True,
+                             env={**base, "XDG_CACHE_HOME": str(tmp_path / "xdg"), **env})
+        assert out.returncode == 0, out.stderr[-2000:]
+        directory, entries = out.stdout.split()
+        return directory, int(entries)
+
+    directory, entries = run()
+    assert directory == str(tmp_path / "xdg" / "awing_jax" / "xla") and entries >= 1
+    chosen = str(tmp_path / "chosen")
+    assert run(JAX_COMPILATION_CACHE_DIR=chosen) == (chosen, entries)
+    assert run(JAX_COMPILATION_CACHE_DIR="") == ("None", 0)

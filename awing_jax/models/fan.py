@@ -108,7 +108,8 @@ def add_coords(x: jax.Array, boundary=None) -> jax.Array:
 def _conv(features: int, kernel: int, dtype, name: str, *, bias: bool, stride: int = 1) -> nn.Conv:
     """A conv with PyTorch's symmetric padding k // 2 (flax "SAME" pads stride-2 convs unevenly).
 
-    1x1 convs run as matrix products (:mod:`awing_jax.models.conv`); parameters are unchanged.
+    1x1 convs run as matrix products and, on CPU, 3x3 ones as Winograd F(4x4, 3x3)
+    (:mod:`awing_jax.models.conv`); parameters are unchanged.
     """
     pad = kernel // 2
     return nn.Conv(
