@@ -2,7 +2,7 @@
 
 :func:`use_compilation_cache` keeps compiled XLA programs on disk, so the second run of a
 program with the same model and shapes skips compilation (on CPU, where 3x3 convolutions are
-Winograd transforms and products, a FAN-4 training step takes about two minutes to compile and
+Winograd transforms and products, a FAN-4 training step takes over two minutes to compile and
 an inference pass about twenty seconds).
 
 :func:`retain_freed_memory` keeps the C allocator from handing freed memory back to the kernel.

@@ -21,15 +21,16 @@ cut into overlapping 6x6 tiles advancing by 4, each tile and the kernel are mapp
 (tiles, C_in) x (C_in, C_out) matrix products, and a third matrix maps each product back to a
 4x4 output block. That is 36 multiplications per 16 outputs and input channel instead of 144,
 and products of the kind XLA's CPU backend runs near its matrix-product peak, where its direct
-convolutions of the hourglass's narrow layers reach about half of it: 1.3-3.7x faster forward and
-1.4-2.8x forward+backward per layer on the 2-core development CPU at 8-128 px
+convolutions of the hourglass's narrow layers reach about half of it: 1.0-2.3x faster forward and
+1.2-2.6x forward+backward per layer on the 2-core development CPU at 8-128 px
 (``python -m bench.conv_lowering``, BENCHMARKS.md). The backward pass is written by hand
 (:func:`winograd_conv3x3`): the input gradient is another such convolution, the kernel gradient
 a contraction over tiles; only the input and kernel are kept for it. Results match the direct
 convolution to ~1e-5 of the output's scale (float32 rounding of the transforms). The price is
-compile time: XLA compiles each convolution's transforms as separate kernels, about 0.3 s
-forward and 1-2 s forward+backward per layer shape (a FAN-4 training step ~2 minutes, its
-inference ~20 s; the programs keep compiled code on disk, :mod:`awing_jax.runtime`).
+compile time: XLA compiles each convolution's transforms as kernels of their own, about 0.3 s
+forward and 0.7-6 s forward+backward per layer (a FAN-4 training step 136 s instead of 55 s,
+its inference 19-24 s instead of 4 s; the programs keep compiled code on disk,
+:mod:`awing_jax.runtime`).
 
 The choice is made by ``lax.platform_dependent`` when the program is lowered, so GPU and TPU
 programs keep ``lax.conv_general_dilated`` (cuDNN's own algorithms); CPU maps smaller than 8x8,
