@@ -180,7 +180,12 @@ def _winograd_weight_gradient(x, dy, precision) -> jax.Array:
     dprod = jnp.stack([_combine(_AT[:, j], [by_rows[:, :, :, :, q] for q in range(m)])
                        for j in range(a)], axis=1)  # (6, 6, B, th, tw, Co)
     dprod = dprod.reshape(a * a, -1, out_channels)
-    du = lax.dot_general(v, dprod, (((1,), (1,)), ((0,), (0,))), precision=precision)
+    # (36, C_in, tiles) laid out in memory before the product: XLA then hands the contraction
+    # to its fast matrix-product kernels (YNNPACK); contracting the tiles axis of (36, tiles,
+    # C_in) in place ran far slower inside the training step (3.3 s instead of 4.1 s per FAN-4
+    # step at batch 4).
+    v_t = lax.optimization_barrier(jnp.swapaxes(v, 1, 2))
+    du = lax.dot_general(v_t, dprod, (((2,), (1,)), ((0,), (0,))), precision=precision)
     dw = jnp.dot(_kron_g().T, du.reshape(a * a, channels * out_channels), precision=precision)
     return dw.reshape(3, 3, channels, out_channels)
 
