@@ -21,14 +21,15 @@ cut into overlapping 6x6 tiles advancing by 4, each tile and the kernel are mapp
 (tiles, C_in) x (C_in, C_out) matrix products, and a third matrix maps each product back to a
 4x4 output block. That is 36 multiplications per 16 outputs and input channel instead of 144,
 and products of the kind XLA's CPU backend runs near its matrix-product peak, where its direct
-convolutions of the hourglass's narrow layers reach about half of it: 1.0-2.3x faster forward and
-1.2-2.6x forward+backward per layer on the 2-core development CPU at 8-128 px
+convolutions of the hourglass's narrow layers reach about half of it: 1.1-2.6x faster forward and
+1.4-1.9x forward+backward per layer on the 2-core development CPU at 8-128 px, and a FAN-4
+training step 1.3x faster than PyTorch's instead of 0.86x
 (``python -m bench.conv_lowering``, BENCHMARKS.md). The backward pass is written by hand
 (:func:`winograd_conv3x3`): the input gradient is another such convolution, the kernel gradient
 a contraction over tiles; only the input and kernel are kept for it. Results match the direct
 convolution to ~1e-5 of the output's scale (float32 rounding of the transforms). The price is
 compile time: XLA compiles each convolution's transforms as kernels of their own, about 0.3 s
-forward and 0.7-6 s forward+backward per layer (a FAN-4 training step 136 s instead of 55 s,
+forward and 0.7-7 s forward+backward per layer (a FAN-4 training step ~2 min instead of 55 s,
 its inference 19-24 s instead of 4 s; the programs keep compiled code on disk,
 :mod:`awing_jax.runtime`).
 
@@ -197,7 +198,7 @@ def winograd_conv3x3(x, w, precision=None, preferred_element_type=None) -> jax.A
     Its input gradient is the same kind of convolution (of the upstream gradient with the kernel
     flipped and its channel axes swapped), run by the same algorithm; its kernel gradient
     contracts the transformed input with the transformed upstream gradient over the tiles. Only
-    ``x`` and ``w`` are kept for the backward pass (the input transform is recomputed).
+    ``x`` and ``w`` are residuals (XLA may share the input transform with the forward pass).
     """
     return _winograd_forward(x, w, precision, preferred_element_type)
 
