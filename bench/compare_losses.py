@@ -32,7 +32,6 @@ import dataclasses
 import json
 import os
 import platform
-import tempfile
 import time
 
 import jax
@@ -196,12 +195,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory() as cache:
-        if not jax.config.jax_compilation_cache_dir:
-            # The runs of a family compile identical programs (initialisation, and evaluation at
-            # every validation): a cache for this invocation loads them instead of rebuilding.
-            jax.config.update("jax_compilation_cache_dir", cache)
-        return compare(args)
+    if not jax.config.jax_compilation_cache_dir:
+        from awing_jax.runtime import use_compilation_cache
+
+        # The runs of a family compile identical programs (initialisation, and evaluation at
+        # every validation): the programs' on-disk cache loads them instead of rebuilding.
+        use_compilation_cache()
+    return compare(args)
 
 
 def compare(args: argparse.Namespace) -> list[dict]:

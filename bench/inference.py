@@ -42,7 +42,7 @@ def prepare_jax(args) -> _speed.Runner:
     def run():
         jax.block_until_ready(compiled(variables, images))
 
-    flops = _speed.network_flops(
+    flops = _speed.network_flops(  # a new function, so the trace above is not reused
         lambda: jax.jit(lambda v, x: forward(v, x)).lower(variables, images))
     return _speed.Runner("jax", run, compile_seconds, flops)
 
