@@ -8,7 +8,7 @@ Coordinate regressors (the Wing paper's CNN-6 and ResNet-50, see
 :func:`awing_jax.models.predicts_coordinates`) take the same path; only the objective differs: a
 coordinate loss on the predicted landmarks instead of a heatmap loss on rendered targets. With
 ``config.pdb`` the training records are replicated by pose-based data balancing
-(:mod:`awing_jax.pdb`).
+(:mod:`awing_jax.pose_balancing`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from flax import jax_utils
 from flax.training import train_state
 
 from awing_jax import checkpoint as ckpt
-from awing_jax import evaluation, input_pipeline, pdb
+from awing_jax import evaluation, input_pipeline, pose_balancing
 from awing_jax.landmarks import get_scheme
 from awing_jax.losses import coordinate_loss, heatmap_loss
 from awing_jax.models import DTYPES, create_model, predicts_coordinates
@@ -210,8 +210,8 @@ def pose_balancing_weights(source, config) -> np.ndarray:
     landmarks, visible = input_pipeline.stored_landmarks(source)
     component = config.pdb_component
     if component < 0:
-        component = pdb.default_component(get_scheme(config.scheme).name)
-    return pdb.pdb_weights(landmarks, visible, num_bins=config.pdb_bins, component=component)
+        component = pose_balancing.default_component(get_scheme(config.scheme).name)
+    return pose_balancing.pdb_weights(landmarks, visible, num_bins=config.pdb_bins, component=component)
 
 
 def _log_json(path: str, record: dict) -> None:

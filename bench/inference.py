@@ -6,7 +6,7 @@
 
 JAX: ``awing_jax.models.create_model`` applied with ``train=False`` (BatchNorm running averages)
 under ``jax.jit``, compiled ahead of time so compile time is reported apart. PyTorch:
-``bench.torch_fan.FAN`` in ``eval()`` mode under ``torch.inference_mode`` (bfloat16 through
+``awing_jax.torch_reference.FAN`` in ``eval()`` mode under ``torch.inference_mode`` (bfloat16 through
 ``torch.autocast``). Both take uint8 images, scale them to [0, 1] and return every stack's
 heatmaps; decoding landmarks is left out of both. Prints the median of ``--reps`` timed batches
 after a warm-up, images/s, and with ``--compare`` the JAX/PyTorch ratio of one run.
@@ -50,7 +50,7 @@ def prepare_jax(args) -> _speed.Runner:
 def prepare_torch(args) -> _speed.Runner:
     import torch
 
-    from bench.torch_fan import FAN
+    from awing_jax.torch_reference import FAN
 
     torch.manual_seed(0)
     device = _speed.torch_device()

@@ -9,7 +9,7 @@ figures divide by the cores the run can use (``min(threads, os.sched_getaffinity
 CPU-second (process CPU time, all threads) is the per-core rate that other processes sharing the
 cores skew least. A per-stage breakdown (CPU time, one thread) follows. Without a built
 ``--dataset`` (or with ``--fixture N``) it times N synthetic 512 px stored crops
-(bench/_fixture.py) built into a temporary directory.
+(tests/_fixture.py) built into a temporary directory.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import tensorflow_datasets as tfds
 
 from awing_jax import crop, landmarks
 from awing_jax import input_pipeline as ip
-from bench import _fixture
+from tests import _fixture
 from configs import base
 
 

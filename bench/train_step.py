@@ -8,7 +8,7 @@ JAX: the project's own step (``awing_jax.trainer.make_p_train_step``: targets re
 FAN forward and backward, Adaptive Wing loss with its weight map, RMSProp, metrics) on one device,
 compiled ahead of time so compile time is reported apart; FLOPs from XLA's cost analysis of the
 ``plain_convolutions()`` program (direct convolutions).
-PyTorch: ``bench.torch_fan.FAN`` (NCHW) with the same loss written below in torch, on targets
+PyTorch: ``awing_jax.torch_reference.FAN`` (NCHW) with the same loss written below in torch, on targets
 rendered once beforehand (JAX renders them inside every step, a few percent of the work), and
 ``torch.optim.RMSprop`` with the same hyper-parameters; bfloat16 through ``torch.autocast``.
 Prints the median of ``--reps`` timed steps after a warm-up, images/s, and with ``--compare``
@@ -104,7 +104,7 @@ def prepare_torch(args) -> _speed.Runner:
     import torch
 
     from awing_jax.targets import render_targets
-    from bench.torch_fan import FAN
+    from awing_jax.torch_reference import FAN
 
     torch.manual_seed(0)
     config = config_for(args)

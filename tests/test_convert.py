@@ -1,4 +1,4 @@
-"""Tests of the PyTorch reference layout (bench/torch_fan.py) and the weight converter.
+"""Tests of the PyTorch reference layout (awing_jax/torch_reference.py) and the weight converter.
 
 The converted flax model must reproduce the PyTorch model's outputs for every stack, with random
 weights and non-trivial BatchNorm running statistics, on a small layout (2 stacks, 32 features,
@@ -18,7 +18,7 @@ import torch
 
 from awing_jax import checkpoint, convert
 from awing_jax.models.fan import FAN, coord_channels
-from bench import torch_fan
+from awing_jax import torch_reference as torch_fan
 
 LAYOUT = dict(num_landmarks=19, num_stacks=2, features=32, depth=2)
 SIZE = 64

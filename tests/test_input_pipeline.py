@@ -1,6 +1,6 @@
 """Input pipeline: geometry against pixels, flips, determinism, sharding, checkpoints, evaluation.
 
-Every test reads small synthetic datasets built here (bench/_fixture.py) in the stored format of
+Every test reads small synthetic datasets built here (tests/_fixture.py) in the stored format of
 the real builders. Image/landmark consistency is measured from the pixels: the fixture photos carry
 a bright Gaussian dot at chosen landmarks, and the dot's intensity centroid in the output must sit
 on the output landmark.
@@ -17,7 +17,7 @@ import pytest
 from awing_jax import crop
 from awing_jax import input_pipeline as ip
 from awing_jax import landmarks as landmarks_lib
-from bench import _fixture
+from tests import _fixture
 from configs import base
 
 SCHEME = landmarks_lib.AFLW19

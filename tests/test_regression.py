@@ -188,7 +188,7 @@ def test_compare_losses_end_to_end(tmp_path):
 
     import matplotlib.image
 
-    from bench import compare_losses
+    from experiments import compare_losses
     from datasets import build
 
     data_dir = str(tmp_path / "tfds")

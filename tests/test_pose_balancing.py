@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from awing_jax import pdb
+from awing_jax import pose_balancing as pdb
 
 
 def similarity(points, scale, theta, translation):
