@@ -211,7 +211,8 @@ def pose_balancing_weights(source, config) -> np.ndarray:
     component = config.pdb_component
     if component < 0:
         component = pose_balancing.default_component(get_scheme(config.scheme).name)
-    return pose_balancing.pdb_weights(landmarks, visible, num_bins=config.pdb_bins, component=component)
+    return pose_balancing.pdb_weights(landmarks, visible, num_bins=config.pdb_bins,
+                                      component=component)
 
 
 def _log_json(path: str, record: dict) -> None:

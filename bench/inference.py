@@ -6,8 +6,8 @@
 
 JAX: ``awing_jax.models.create_model`` applied with ``train=False`` (BatchNorm running averages)
 under ``jax.jit``, compiled ahead of time so compile time is reported apart. PyTorch:
-``awing_jax.torch_reference.FAN`` in ``eval()`` mode under ``torch.inference_mode`` (bfloat16 through
-``torch.autocast``). Both take uint8 images, scale them to [0, 1] and return every stack's
+``awing_jax.torch_reference.FAN`` in ``eval()`` mode under ``torch.inference_mode`` (bfloat16
+through ``torch.autocast``). Both take uint8 images, scale them to [0, 1] and return every stack's
 heatmaps; decoding landmarks is left out of both. Prints the median of ``--reps`` timed batches
 after a warm-up, images/s, and with ``--compare`` the JAX/PyTorch ratio of one run.
 """

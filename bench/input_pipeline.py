@@ -30,8 +30,8 @@ import tensorflow_datasets as tfds
 
 from awing_jax import crop, landmarks
 from awing_jax import input_pipeline as ip
-from tests import _fixture
 from configs import base
+from tests import _fixture
 
 
 def cpu_model() -> str:

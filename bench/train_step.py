@@ -8,9 +8,9 @@ JAX: the project's own step (``awing_jax.trainer.make_p_train_step``: targets re
 FAN forward and backward, Adaptive Wing loss with its weight map, RMSProp, metrics) on one device,
 compiled ahead of time so compile time is reported apart; FLOPs from XLA's cost analysis of the
 ``plain_convolutions()`` program (direct convolutions).
-PyTorch: ``awing_jax.torch_reference.FAN`` (NCHW) with the same loss written below in torch, on targets
-rendered once beforehand (JAX renders them inside every step, a few percent of the work), and
-``torch.optim.RMSprop`` with the same hyper-parameters; bfloat16 through ``torch.autocast``.
+PyTorch: ``awing_jax.torch_reference.FAN`` (NCHW) with the same loss written below in torch, on
+targets rendered once beforehand (JAX renders them inside every step, a few percent of the work),
+and ``torch.optim.RMSprop`` with the same hyper-parameters; bfloat16 through ``torch.autocast``.
 Prints the median of ``--reps`` timed steps after a warm-up, images/s, and with ``--compare``
 the ratio of JAX to PyTorch images/s measured in the same run, repetitions alternating.
 """

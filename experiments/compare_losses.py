@@ -1,7 +1,8 @@
 """Loss ablations of both papers: one model, one data set, one seed, trained with each loss.
 
-    python -m experiments.compare_losses                          # synthetic_faces, small models, CPU
-    python -m experiments.compare_losses --dataset wflw --size paper --steps 60000 --out runs/ablation
+    python -m experiments.compare_losses                     # synthetic_faces, small models, CPU
+    python -m experiments.compare_losses --dataset wflw --size paper --steps 60000 \
+        --out runs/ablation
     python -m experiments.compare_losses --families regression    # one family only
 
 Families (each run is ``awing_jax.trainer.train_and_evaluate`` with config overrides, in its own
@@ -166,7 +167,8 @@ def plot_curves(results: list[dict], baseline_nme: float, path: str) -> None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m experiments.compare_losses", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m experiments.compare_losses",
+                                     description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="synthetic_faces",
                         help="one of " + ", ".join(sorted(wing_cnn6.DATASET_CONFIGS))

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from awing_jax import checkpoint, convert
-from awing_jax.models.fan import FAN, coord_channels
 from awing_jax import torch_reference as torch_fan
+from awing_jax.models.fan import FAN, coord_channels
 
 LAYOUT = dict(num_landmarks=19, num_stacks=2, features=32, depth=2)
 SIZE = 64

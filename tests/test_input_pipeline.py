@@ -17,8 +17,8 @@ import pytest
 from awing_jax import crop
 from awing_jax import input_pipeline as ip
 from awing_jax import landmarks as landmarks_lib
-from tests import _fixture
 from configs import base
+from tests import _fixture
 
 SCHEME = landmarks_lib.AFLW19
 DOTS = (0, 7, 12)   # their mirror partners 5, 10, 14 carry no dot

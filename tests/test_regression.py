@@ -188,8 +188,8 @@ def test_compare_losses_end_to_end(tmp_path):
 
     import matplotlib.image
 
-    from experiments import compare_losses
     from datasets import build
+    from experiments import compare_losses
 
     data_dir = str(tmp_path / "tfds")
     build.build("synthetic_faces", data_dir=data_dir, num_train=48, num_test=12, image_size=64)
