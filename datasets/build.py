@@ -1,11 +1,13 @@
 """Builds a face-alignment dataset once, as TFDS array_record files (no TensorFlow needed).
 
     python -m datasets.build NAME --manual_dir DIR [--data_dir DIR] [--config NAME]
-        [--skip_missing_images] [--image_size N] [--num_train N ... (synthetic_faces)]
+        [--skip_missing_images] [--skip_bad_images] [--skip_bad_annotations]
+        [--image_size N] [--num_train N ... (synthetic_faces)]
 
 Read the result with ``tfds.data_source(NAME, data_dir=DIR)``. The library entry point is
-:func:`build`; a :class:`~datasets.common.DatasetError` (missing or malformed input) makes the
-command print its message to stderr and exit with status 2.
+:func:`build`; a :class:`~datasets.common.DatasetError` (missing, damaged or implausible input)
+makes the command print its message to stderr and exit with status 2. Every build prints a report
+and writes it as ``build_report.json`` beside the prepared data.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 
 import tensorflow_datasets as tfds
 
+from datasets import common
 from datasets.common import DatasetError
 
 NAMES = ("wflw", "w300", "cofw", "aflw19", "synthetic_faces")
@@ -24,6 +27,16 @@ NAMES = ("wflw", "w300", "cofw", "aflw19", "synthetic_faces")
 # Constructor keyword arguments only some builders take, exposed as --flags: name -> {kwarg: type}.
 BUILDER_FLAGS: dict[str, dict[str, type]] = {
     "synthetic_faces": {"num_train": int, "num_test": int, "seed": int},
+}
+# Switches of the builders of downloaded data (common.FaceBuilder): flag -> help.
+SKIP_FLAGS = {
+    "skip_missing_images": "skip (and list) faces whose photo file does not exist",
+    "skip_bad_images": "skip (and list) faces whose photo does not decode completely: not an "
+                       "image, truncated or corrupt JPEG/PNG",
+    "skip_bad_annotations": "skip (and list) faces whose annotation is implausible: a landmark "
+                            f"more than {common.PHOTO_MARGIN:g} face-box sides outside the photo "
+                            f"or {common.BOX_MARGIN:g} outside its face box, or a box off the "
+                            "photo",
 }
 
 
@@ -48,8 +61,8 @@ def build(name: str, *, manual_dir: str | None = None, data_dir: str | None = No
       manual_dir: the folder holding the downloaded files (not needed once built, nor for
         ``synthetic_faces``).
       data_dir: TFDS data directory; default :func:`default_data_dir`.
-      **builder_kwargs: passed to the builder: ``config``, ``image_size``, ``skip_missing_images``
-        and builder-specific ones (:data:`BUILDER_FLAGS`).
+      **builder_kwargs: passed to the builder: ``config``, ``image_size``, the switches of
+        :data:`SKIP_FLAGS` and builder-specific ones (:data:`BUILDER_FLAGS`).
 
     Raises:
       DatasetError: a manual file is missing or malformed.
@@ -68,8 +81,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--manual_dir", help="folder holding the manually downloaded files")
     parser.add_argument("--data_dir", help=f"TFDS data dir (default: {default_data_dir()})")
     parser.add_argument("--config", help="builder config (w300: detector | ground_truth)")
-    parser.add_argument("--skip_missing_images", action="store_true",
-                        help="skip faces whose photo is missing or unreadable (counts printed)")
+    for flag, text in SKIP_FLAGS.items():
+        parser.add_argument(f"--{flag}", action="store_true",
+                            help=f"{text}; not for synthetic_faces")
     parser.add_argument("--image_size", type=int, help="side of the stored crops (tests)")
     every_flag = {flag: kind for flags in BUILDER_FLAGS.values() for flag, kind in flags.items()}
     for flag, kind in every_flag.items():
@@ -78,6 +92,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     foreign = [f"--{flag}" for flag in every_flag
                if flag not in BUILDER_FLAGS.get(args.name, {}) and getattr(args, flag) is not None]
+    if args.name == "synthetic_faces":
+        foreign += [f"--{flag}" for flag in SKIP_FLAGS if getattr(args, flag)]
     if foreign:
         parser.error(f"{args.name} takes no {', '.join(foreign)}")
     return args
@@ -87,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     keys = ("config", "image_size", *BUILDER_FLAGS.get(args.name, {}))
     kwargs = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
-    if args.skip_missing_images:
-        kwargs["skip_missing_images"] = True
+    kwargs.update({flag: True for flag in SKIP_FLAGS if getattr(args, flag)})
     try:
         builder = build(args.name, manual_dir=args.manual_dir, data_dir=args.data_dir, **kwargs)
     except DatasetError as e:
@@ -97,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{builder.name}: {builder.data_dir}")
     for split, info in builder.info.splits.items():
         print(f"  {split}: {info.num_examples} faces")
+    report = os.path.join(builder.data_dir, common.REPORT_FILE)
+    if os.path.isfile(report):
+        print(f"build report: {report}")
     return 0
 
 

@@ -216,7 +216,7 @@ def test_cofw_unreadable_image_raises_or_is_skipped(tmp_path, capsys):
     write_cofw(manual / "COFW_test_color.mat", "T", images, phis, boxes)
     with pytest.raises(common.DatasetError, match=r"COFW_test_color\.mat: IsT\[1\]"):
         build(Cofw, tmp_path / "data", manual)
-    build(Cofw, tmp_path / "skip", manual, skip_missing_images=True)
+    build(Cofw, tmp_path / "skip", manual, skip_bad_images=True)
     assert "test: skipped 1 faces" in capsys.readouterr().out
     assert sorted(read_split("cofw", tmp_path / "skip", "test")) == [
         "COFW_test_color.mat#0", "COFW_test_color.mat#2"]

@@ -13,6 +13,7 @@ visible ones. ``box`` is the file's ``bbox``, whose sqrt(w * h) normalises the A
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import ClassVar
 
@@ -97,24 +98,30 @@ class Aflw19(common.FaceBuilder):
                 f"{self.num_train} training faces and a non-empty test set")
         train, test = annotation.order[:self.num_train], annotation.order[self.num_train:]
         frontal = test[annotation.visible[test].all(axis=1)]
-        return {split: self._generate_examples(split, root, image_dir, annotation, rows)
-                for split, rows in (("train", train), ("test_full", test),
-                                    ("test_frontal", frontal))}
+        return self.non_empty_splits(
+            {split: self._generate_examples(split, root, image_dir, annotation, rows)
+             for split, rows in (("train", train), ("test_full", test), ("test_frontal", frontal))},
+            required=("train", "test_full"),
+            why={"test_frontal": "no test face has all 19 points visible"})
 
     def _generate_examples(self, split: str, root: str, image_dir: str,
                            annotation: _Annotation, rows: np.ndarray):
         source = os.path.relpath(annotation.path, root)
-        photos = common.PhotoReader(self.skip_missing_images)
+        photos = self.photo_reader(split)
         for row in rows:
             name = annotation.names[row]
-            image = photos.read(os.path.join(image_dir, name),
-                                f"{annotation.path} entry {row} (nameList {name!r})")
+            where = f"{source}#{row}"
+            reference = f"{annotation.path} entry {row} (nameList {name!r})"
+            image = photos.read(os.path.join(image_dir, name), reference)
             if image is None:
                 continue
             points = annotation.landmarks[row]
-            example = common.make_example(
-                image, points, annotation.visible[row], annotation.boxes[row], f"{source}#{row}",
-                image_size=self.image_size)
+            example = self.checked_example(split, where, functools.partial(
+                common.make_example, image, points, annotation.visible[row],
+                annotation.boxes[row], reference, image_size=self.image_size))
+            if example is None:
+                continue
+            example["source"] = where
             # make_example zeroes points that are not visible; AFLW keeps the file's coordinates.
             to_crop = crop.invert(example["to_original"])
             example["landmarks"] = crop.apply(to_crop, points).astype(np.float32)

@@ -11,6 +11,7 @@ stored coordinates are 0-based pixel centres. Every point is annotated, occluded
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import ClassVar, NamedTuple
 
@@ -87,12 +88,14 @@ class Cofw(common.FaceBuilder):
         if self.builder_config.name == "cofw68":
             test_path, boxes_path, points_paths = _find_cofw68(root)
             faces = _read_cofw68(root, boxes_path, points_paths)
-            return {"test": self._generate_examples("test", test_path, COFW_FILES["test"][1],
-                                                    faces)}
+            return self.non_empty_splits(
+                {"test": self._generate_examples("test", test_path, COFW_FILES["test"][1], faces)},
+                required=("test",))
         paths = common.require_files(root, {name: _COFW_HINT for name, _ in COFW_FILES.values()})
-        return {split: self._generate_examples(split, paths[name], suffix,
-                                               _read_cofw29(root, paths[name], suffix))
-                for split, (name, suffix) in COFW_FILES.items()}
+        return self.non_empty_splits(
+            {split: self._generate_examples(split, paths[name], suffix,
+                                            _read_cofw29(root, paths[name], suffix))
+             for split, (name, suffix) in COFW_FILES.items()}, required=("train", "test"))
 
     def _generate_examples(self, split: str, path: str, suffix: str, faces: _Faces):
         """One example per image of the COFW file ``path`` (variables ``Is<suffix>``)."""
@@ -102,18 +105,23 @@ class Cofw(common.FaceBuilder):
             for i, ref in enumerate(refs):
                 try:
                     image = _read_image(file, ref, f"{path}: Is{suffix}[{i}]")
-                except common.DatasetError:
-                    if not self.skip_missing_images:
-                        raise
+                except common.BadImageError as e:
+                    if not self.skip_bad_images:
+                        raise common.BadImageError(
+                            f"{e}. Build with --skip_bad_images to skip and list such faces"
+                        ) from None
+                    self.build_report.skip(split, "bad_image", faces.sources[i], str(e))
                     skipped += 1
                     continue
-                yield i, common.make_example(
-                    image, faces.landmarks[i], np.ones(len(faces.landmarks[i]), bool),
-                    faces.boxes[i], faces.sources[i], image_size=self.image_size,
-                    extra={"occluded": faces.occluded[i]})
-        if self.skip_missing_images:
+                example = self.checked_example(split, faces.sources[i], functools.partial(
+                    common.make_example, image, faces.landmarks[i],
+                    np.ones(len(faces.landmarks[i]), bool), faces.boxes[i], faces.sources[i],
+                    image_size=self.image_size, extra={"occluded": faces.occluded[i]}))
+                if example is not None:
+                    yield i, example
+        if self.skip_bad_images:
             print(f"{self.name}/{self.builder_config.name} {split}: "
-                  f"skipped {skipped} faces whose image is missing or unreadable")
+                  f"skipped {skipped} faces whose image is unreadable")
 
 
 class _Faces(NamedTuple):
@@ -225,10 +233,13 @@ def _read_image(file: h5py.File, ref, origin: str) -> np.ndarray:
         # MATLAB's H x W x 3 array reaches h5py as 3 x W x H.
         image = np.asarray(file[ref]).T
     except (KeyError, ValueError, OSError, TypeError) as e:
-        raise common.DatasetError(f"{origin}: image cannot be read: {e}") from None
+        raise common.BadImageError(f"{origin}: image cannot be read: {e}") from None
     if image.ndim not in (2, 3) or min(image.shape[:2]) == 0:
-        raise common.DatasetError(f"{origin}: not an image, array of shape {image.shape}")
-    return common.to_rgb(image, origin)
+        raise common.BadImageError(f"{origin}: not an image, array of shape {image.shape}")
+    try:
+        return common.to_rgb(image, origin)
+    except common.DatasetError as e:
+        raise common.BadImageError(str(e)) from None
 
 
 def _find_cofw68(root: str) -> tuple[str, str, list[str]]:

@@ -29,7 +29,7 @@ def render_example(seed: int, split: str, index: int, image_size: int):
     return render.render_face(render.sample_face(rng), rng, image_size)
 
 
-class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
+class SyntheticFaces(common.ReportingBuilder):
     """Procedural cartoon faces: random identity, expression, pose, lighting, clutter, occluders."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -59,8 +59,8 @@ class SyntheticFaces(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         del dl_manager  # nothing to download
-        return {split: self._generate_examples(split) for split in SPLITS
-                if self.num_examples[split]}
+        return self.non_empty_splits({split: self._generate_examples(split) for split in SPLITS
+                                      if self.num_examples[split]})
 
     def _generate_examples(self, split: str):
         visible = np.ones(render.NUM_LANDMARKS, dtype=bool)

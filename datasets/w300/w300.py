@@ -13,6 +13,7 @@ extent as box; ``box_source`` records which box each face got and the counts are
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -216,12 +217,13 @@ class W300(common.FaceBuilder):
                  if folder is not None}
 
         split_sources = dict(SPLIT_SOURCES, **({"private": PRIVATE_SOURCES} if private else {}))
-        return {split: self._generate_examples(split, [(faces[s], boxes.get(s)) for s in sources])
-                for split, sources in split_sources.items()}
+        return self.non_empty_splits(
+            {split: self._generate_examples(split, [(faces[s], boxes.get(s)) for s in sources])
+             for split, sources in split_sources.items()}, required=("train",))
 
     def _generate_examples(self, split: str, sources):
         """Yields ``("<.pts file>", example)`` for ``sources``: [(faces, box table or None)]."""
-        reader = common.PhotoReader(self.skip_missing_images)
+        reader = self.photo_reader(split)
         visible = np.ones(SCHEME.num_landmarks, dtype=bool)
         total = from_landmarks = 0
         for faces, boxes in sources:
@@ -232,13 +234,16 @@ class W300(common.FaceBuilder):
                 box = None if boxes is None else boxes.get(image_key(image_path))
                 if box is None:
                     box, box_source = crop.landmarks_box(landmarks), LANDMARKS_BOX
-                    from_landmarks += 1
                 else:
                     box, box_source = box - 1.0, self.builder_config.name
+                example = self.checked_example(split, name, functools.partial(
+                    common.make_example, image, landmarks, visible, box, name,
+                    image_size=self.image_size, extra={"box_source": box_source}))
+                if example is None:
+                    continue
                 total += 1
-                yield name, common.make_example(
-                    image, landmarks, visible, box, name, image_size=self.image_size,
-                    extra={"box_source": box_source})
+                from_landmarks += box_source == LANDMARKS_BOX
+                yield name, example
         if from_landmarks:
             print(f"w300 {split}: {from_landmarks} of {total} faces have no box entry; their box "
                   "is their landmarks' extent")

@@ -7,13 +7,15 @@ True.
 
 Splits: ``train``, ``test`` and one ``test_<attribute>`` per attribute of :data:`ATTRIBUTES`. A
 subset comes from its ``list_98pt_test_<attribute>.txt`` when present, checked against the test
-file's flag; otherwise from the flag alone.
+file's flag; otherwise from the flag alone. A subset with no face (a user's own selection of
+faces) is left out of the build with a printed note; ``train`` and ``test`` are required.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import os
 
 import numpy as np
@@ -193,18 +195,22 @@ class Wflw(common.FaceBuilder):
                 faces = match_subset(test, subset, attribute, test_name, name_of(path))
             split = f"test_{attribute}"
             splits[split] = self._generate_examples(split, test_name, faces, images)
-        return splits
+        why = {f"test_{attribute}": f"no face of {test_name} has the {attribute} flag"
+               for attribute in ATTRIBUTES}
+        return self.non_empty_splits(splits, required=("train", "test"), why=why)
 
     def _generate_examples(self, split: str, annotation: str, faces: list[Face], images: str):
         """Yields ``("<list file>:<line>", example)``: the line keys a face, not its photo."""
-        reader = common.PhotoReader(self.skip_missing_images)
+        reader = self.photo_reader(split)
         visible = np.ones(WFLW.num_landmarks, dtype=bool)
         for face in faces:
             where = f"{annotation}:{face.line}"
             image = reader.read(os.path.join(images, face.image), where)
             if image is None:
                 continue
-            yield where, common.make_example(
-                image, face.landmarks, visible, face.box, where, image_size=self.image_size,
-                extra={"attributes": face.attributes})
+            example = self.checked_example(split, where, functools.partial(
+                common.make_example, image, face.landmarks, visible, face.box, where,
+                image_size=self.image_size, extra={"attributes": face.attributes}))
+            if example is not None:
+                yield where, example
         reader.report("wflw", split)
