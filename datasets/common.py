@@ -197,7 +197,12 @@ class ReportingBuilder(tfds.core.GeneratorBasedBuilder):
 
     def _download_and_prepare(self, dl_manager, download_config):
         self.build_report = BuildReport(self.name, self.report_settings())
-        super()._download_and_prepare(dl_manager, download_config)
+        try:
+            super()._download_and_prepare(dl_manager, download_config)
+        except AssertionError as e:  # a builder that does not call non_empty_splits
+            if "No examples were yielded" not in str(e):
+                raise
+            raise DatasetError(f"{self.name}: {e} (a split with no examples)") from None
         # self.data_dir is the directory being prepared, renamed to the final one afterwards.
         with open(os.path.join(self.data_dir, REPORT_FILE), "w") as f:
             json.dump(self.build_report.to_json(), f, indent=1)
