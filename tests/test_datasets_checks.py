@@ -433,7 +433,7 @@ def test_show_augmented_and_errors(wflw_data, tmp_path, capsys):
     assert "1 examples of wflw test, source contains" in capsys.readouterr().out
 
 
-def test_show_builds_and_shows_synthetic_faces(tmp_path, capsys):
+def test_synthetic_faces_report_and_augmented_sheet(tmp_path):
     out = tmp_path / "synthetic.png"
     build.build("synthetic_faces", data_dir=str(tmp_path), num_train=6, num_test=0, image_size=64)
     report = json.loads((tmp_path / "synthetic_faces" / "1.0.0" / common.REPORT_FILE).read_text())
