@@ -361,6 +361,24 @@ def test_weight_map_matches_scipy_on_random_maps(kernel_size, threshold):
         weights, np_weight_map(heat, weight=4.0, threshold=threshold, kernel_size=kernel_size))
 
 
+@pytest.mark.parametrize("threshold", [0.2, 0.35, 0.5, 0.9])
+def test_weight_map_counts_values_equal_to_a_non_zero_threshold(threshold):
+    """M = 1 where the dilated map is >= the threshold: a map made of a few levels, one of them the
+    threshold itself (as a float32, like the map), so '>' and '>=' differ on many pixels."""
+    levels = np.array([0.0, 0.2, 0.35, 0.5, 0.9], np.float32)
+    rng = np.random.default_rng(int(threshold * 100))
+    heat = levels[rng.integers(0, len(levels), size=(2, 9, 7, 3))]
+    heat[heat > threshold] = 0.0  # nothing above: the threshold's own level decides
+    weights = np.asarray(loss_weight_map(jnp.asarray(heat), threshold=threshold))
+    expected = np_weight_map(heat, threshold=np.float32(threshold))  # compared as float32
+    np.testing.assert_array_equal(weights, expected)
+    on_level = expected > 1
+    assert on_level.sum() > 20 and not on_level.all()
+    single = np.zeros((1, 5, 5, 1), np.float32)
+    single[0, 2, 2, 0] = np.float32(threshold)
+    assert (np.asarray(loss_weight_map(jnp.asarray(single), threshold=threshold)) == 11).sum() == 9
+
+
 def test_weight_map_threshold_and_kernel_size():
     heat = gaussian(16, 8, 8)[None, :, :, None]
 
