@@ -97,6 +97,26 @@ def test_reference_matches_numpy(x, y):
     assert heat[int(jy), int(jx)] == 1.0
 
 
+@pytest.mark.parametrize("sigma", [0.5, 2.0])
+def test_reference_rendering_at_other_sigmas(sigma):
+    """The window is 6 sigma + 1 pixels wide and the true standard deviation (6 sigma + 1) / 4,
+    in the authors' rendering, at any nominal sigma (not only at 1)."""
+    size = 24
+    rng = np.random.default_rng(int(sigma * 10))
+    points = rng.uniform(10, 4 * size - 10, (2, 3, 2)).astype(np.float32)
+    heat = np.asarray(render_heatmaps(points, np.ones((2, 3), bool), heatmap_size=size,
+                                      sigma=sigma, mode="reference"))
+    v, u = np.mgrid[0:size, 0:size]
+    std = (6 * sigma + 1) / 4
+    for b in range(2):
+        for l in range(3):
+            jx, jy = np.floor((points[b, l] + 0.5) / 4)
+            inside = (np.abs(u - jx) <= 3 * sigma) & (np.abs(v - jy) <= 3 * sigma)
+            expected = np.where(inside, np.exp(-((u - jx) ** 2 + (v - jy) ** 2) / (2 * std**2)),
+                                0.0)
+            np.testing.assert_allclose(heat[b, :, :, l], expected, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------- sub-pixel rendering
 
 
@@ -276,6 +296,52 @@ def test_render_targets_every_scheme_under_jit(name, batch, size):
     plain, plain_mask = render_targets(points, visible, None, heatmap_size=size, boundary=False,
                                        mode="reference")
     assert plain.shape == (batch, size, size, num) and plain_mask.shape == (batch, num)
+
+
+@pytest.mark.parametrize("mode", ["subpixel", "reference"])
+def test_render_targets_uses_each_sigma_for_its_channels(mode):
+    """Landmark sigma 1.5 and boundary sigma 2.5, each checked against its closed form: neither
+    may stand in for the other (or be left at its default of 1)."""
+    size = 24
+    scheme = curve_scheme((0, 1))
+    points = np.array([[[30.0, 41.0], [70.0, 55.0]]], np.float32)
+    heat, _ = render_targets(points, np.ones((1, 2), bool), scheme, heatmap_size=size,
+                             sigma=1.5, boundary_sigma=2.5, mode=mode)
+    heat = np.asarray(heat)[0]
+    centres = pixel_centres(size)
+    a, e = to_heatmap(points[0, 0]), to_heatmap(points[0, 1])
+    compare_away_from_cutoff(heat[..., 2], segment_distance(centres, a, e), 2.5, 1e-5)
+    expected = render_heatmaps(points, np.ones((1, 2), bool), heatmap_size=size, sigma=1.5,
+                               mode=mode)
+    np.testing.assert_allclose(heat[..., :2], np.asarray(expected)[0], atol=1e-6)
+    if mode == "subpixel":
+        compare_away_from_cutoff(heat[..., 0], np.linalg.norm(centres - a, axis=-1), 1.5, 1e-6)
+
+
+def test_train_step_objective_renders_targets_with_the_configs_sigmas_and_mode():
+    """The objective is 0 exactly when the prediction is the target rendered with the config's
+    sigma, boundary sigma and mode, and not with any of them swapped or left at 1."""
+    from awing_jax import trainer
+    from configs import tiny
+
+    config = tiny.get_config()  # 32 px input, 8 x 8 heatmaps
+    config.loss.kind = "l2"
+    config.target.update(sigma=1.5, boundary_sigma=2.5, mode="subpixel")
+    scheme = curve_scheme((0, 1), (2, 3, 4), num_landmarks=6)  # cheap curves
+    rng = np.random.default_rng(5)
+    batch = {"landmarks": rng.uniform(4, 28, (2, 6, 2)).astype(np.float32),
+             "visible": np.ones((2, 6), bool)}
+
+    def loss(**target):
+        kw = {"sigma": 1.5, "boundary_sigma": 2.5, "mode": "subpixel", **target}
+        heat, _ = render_targets(batch["landmarks"], batch["visible"], scheme, heatmap_size=8,
+                                 **kw)
+        return float(trainer.heatmap_objective([heat], batch, config, scheme))
+
+    assert loss() == 0.0
+    for wrong in ({"sigma": 2.5, "boundary_sigma": 1.5}, {"sigma": 1.0}, {"boundary_sigma": 1.0},
+                  {"mode": "reference"}):
+        assert loss(**wrong) > 1e-4, wrong
 
 
 def test_wrong_number_of_landmarks_is_rejected():
