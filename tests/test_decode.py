@@ -172,10 +172,48 @@ def test_degenerate_maps_give_finite_values_and_gradients(mode):
     assert np.all(np.isfinite(np.asarray(gradient)))
 
 
-def test_subpixel_gradient_is_finite_and_informative_on_a_gaussian():
-    heat = jnp.asarray(gaussian_map((7.3, 8.6), np.eye(2))[None, :, :, None], jnp.float32)
-    gradient = np.asarray(jax.grad(lambda h: decode_heatmaps(h)[0, 0, 0])(heat))
-    assert np.all(np.isfinite(gradient)) and np.abs(gradient).max() > 0
+def newton_decode_np(heat):
+    """Float64 NumPy Newton step on the log of the 3x3 patch at the argmax (the estimator's
+    definition), in input pixels."""
+    cy, cx = np.unravel_index(np.argmax(heat), heat.shape)
+    log = np.log(heat[cy - 1:cy + 2, cx - 1:cx + 2])
+    gradient = np.array([log[1, 2] - log[1, 0], log[2, 1] - log[0, 1]]) / 2
+    hxy = (log[2, 2] - log[2, 0] - log[0, 2] + log[0, 0]) / 4
+    hessian = np.array([[log[1, 2] - 2 * log[1, 1] + log[1, 0], hxy],
+                        [hxy, log[2, 1] - 2 * log[1, 1] + log[0, 1]]])
+    u = np.array([cx, cy]) - np.linalg.solve(hessian, gradient)
+    return STRIDE * (u + 0.5) - 0.5
+
+
+def test_subpixel_gradient_equals_finite_differences_of_the_estimator():
+    """d(x, y)/d heatmap from jax.grad against central differences of a float64 NumPy
+    implementation: equal on the 3x3 patch around the peak, exactly 0 elsewhere, and blind to the
+    map's scale (sum of h * dx/dh = 0: a brighter peak is not a moved one)."""
+    covariance = np.array([[1.3, 0.4], [0.4, 0.8]])  # correlated: the Hessian's xy term matters
+    heat64 = gaussian_map((7.3, 8.6), covariance) + 0.02 * np.random.default_rng(0).random(
+        (SIZE, SIZE))  # not exactly Gaussian, so every patch value carries weight
+    heat = jnp.asarray(heat64[None, :, :, None], jnp.float32)
+    jacobian = np.stack([np.asarray(jax.grad(lambda h, k=k: decode_heatmaps(h)[0, 0, k])(heat))
+                         [0, :, :, 0] for k in range(2)])
+    expected = np.zeros((2, SIZE, SIZE))
+    step = 1e-6
+    for v in range(SIZE):
+        for u in range(SIZE):
+            plus, minus = heat64.copy(), heat64.copy()
+            plus[v, u] += step
+            minus[v, u] -= step
+            expected[:, v, u] = (newton_decode_np(plus) - newton_decode_np(minus)) / (2 * step)
+    np.testing.assert_allclose(newton_decode_np(heat64),
+                               np.asarray(decode_heatmaps(heat))[0, 0], atol=1e-3)
+    row, col = np.unravel_index(np.argmax(heat64), heat64.shape)
+    assert (row, col) == (9, 7)  # the peak's pixel, nearest to (7.3, 8.6)
+    patch = (slice(row - 1, row + 2), slice(col - 1, col + 2))
+    assert np.abs(expected[(slice(None), *patch)]).min() > 1e-3  # all nine taps matter
+    np.testing.assert_allclose(jacobian, expected, rtol=2e-3, atol=2e-3)
+    outside = np.ones((SIZE, SIZE), bool)
+    outside[patch] = False
+    assert not np.any(jacobian[:, outside])
+    np.testing.assert_allclose(np.sum(jacobian * heat64, axis=(1, 2)), 0.0, atol=1e-4)
 
 
 def test_unknown_mode_is_rejected():
