@@ -186,9 +186,53 @@ def test_training_lowers_loss_and_evaluate_writes_report(data_dir, tmp_path):
     report = json.load(open(workdir / "eval" / "synthetic_faces-test.json"))
     split = report["splits"]["test"]
     assert split["num_images"] == NUM_TEST and len(split["per_image"]) == NUM_TEST
-    assert np.isfinite(split["nme"]) and 0 <= split["failure_rate"] <= 1
-    assert 0 <= split["auc"] <= 1
+    assert report["flip_test"] is True and report["norm"] == "inter_ocular"
+    flipped, plain = flip_test_nmes(str(workdir), data_dir)
+    reported = {r["index"]: r["nme"] for r in split["per_image"]}
+    assert sorted(reported) == sorted(flipped)
+    for index, nme in flipped.items():
+        assert reported[index] == pytest.approx(nme, rel=1e-4, abs=1e-6), index
+    assert split["nme"] == pytest.approx(np.mean(list(flipped.values())), rel=1e-5)
+    # The flip test changed the predictions: without it the errors differ.
+    assert max(abs(flipped[i] - plain[i]) for i in flipped) > 1e-3
+    assert 0 <= split["failure_rate"] <= 1 and 0 <= split["auc"] <= 1
     assert os.path.getsize(workdir / "eval" / "synthetic_faces-test-ced.png") > 1000
+
+
+def flip_test_nmes(workdir, data_dir):
+    """Per-image NME {index: nme} of the latest checkpoint with and without the flip test,
+    computed here: the model on each evaluation crop and on its mirror image, the mirror's
+    heatmaps mapped back by reversing columns and re-labelling channels with 300W's published
+    pairs (tests/_landmark_facts.py), averaged, decoded; the visible points' mean error over the
+    distance of the outer eye corners 36 and 45."""
+    from awing_jax import input_pipeline
+    from awing_jax.decode import decode_heatmaps
+    from awing_jax.models import create_model
+    from tests._landmark_facts import W300_PAIRS, pairs_to_permutation
+
+    manager = ckpt.create_manager(workdir, read_only=True)
+    step = ckpt.resolve_step(manager, "latest")
+    config, variables = ckpt.restore_config(manager, step), ckpt.restore_variables(manager, step)
+    config.data_dir = data_dir
+    model = create_model(config)
+    apply = jax.jit(lambda x: model.apply(variables, x, train=False)[-1])
+    channels = [*pairs_to_permutation(68, W300_PAIRS), 68]  # the boundary channel stays
+    source = input_pipeline.data_source(config.dataset, "test", data_dir)
+    flipped, plain = {}, {}
+    for batch in input_pipeline.eval_batches(source, config, batch_size=8):
+        x = np.asarray(batch["image"], np.float32) / 255.0
+        heatmaps = np.asarray(apply(x))
+        mirrored = np.asarray(apply(x[:, :, ::-1]))[:, :, ::-1][..., channels]
+        for results, maps in ((plain, heatmaps), (flipped, (heatmaps + mirrored) / 2)):
+            pred = np.asarray(decode_heatmaps(maps[..., :68], mode=config.decoder), np.float64)
+            truth = np.asarray(batch["landmarks"], np.float64)
+            visible = np.asarray(batch["visible"], np.float64)
+            errors = (np.linalg.norm(pred - truth, axis=-1) * visible).sum(-1) / visible.sum(-1)
+            nme = errors / np.linalg.norm(truth[:, 36] - truth[:, 45], axis=-1)
+            for index, value, valid in zip(batch["index"], nme, batch["valid"], strict=True):
+                if valid:
+                    results[int(index)] = float(value)
+    return flipped, plain
 
 
 def test_nan_stops_training_and_keeps_last_checkpoint(data_dir, tmp_path):
