@@ -13,11 +13,13 @@ awing_jax.landmarks. Such an oracle is exactly mirror-equivariant, so:
   bias cancels and the vertical one stays.
 """
 
+import sys
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from awing_jax import evaluation
+from awing_jax import evaluation, models
 from awing_jax.targets import render_heatmaps
 from configs import tiny
 from tests._landmark_facts import FACTS, NAMES, pairs_to_permutation
@@ -84,6 +86,14 @@ class CoordinateOracle:
         return seen + variables["bias"]
 
 
+def _use_oracle(patch, oracle):
+    """Makes every awing_jax module that builds models from a config build ``oracle``."""
+    original = models.create_model
+    for name, module in list(sys.modules.items()):
+        if name.startswith("awing_jax") and getattr(module, "create_model", None) is original:
+            patch.setattr(module, "create_model", lambda config, **kwargs: oracle)
+
+
 def _config(scheme, model="fan"):
     config = tiny.get_config()
     config.scheme = scheme
@@ -99,7 +109,7 @@ def heatmap_inference(request):
     """(scheme, plain, flip-test) inference functions of the heatmap oracle, each compiled once."""
     scheme = request.param
     patch = pytest.MonkeyPatch()
-    patch.setattr(evaluation, "create_model", lambda config, **kwargs: HeatmapOracle())
+    _use_oracle(patch, HeatmapOracle())
     config = _config(scheme)
     plain = evaluation.make_inference_fn(config, flip_test=False)
     flipped = evaluation.make_inference_fn(config, flip_test=True)
@@ -135,8 +145,7 @@ def test_heatmap_oracle_flip_test_cancels_horizontal_bias_only(heatmap_inference
 
 @pytest.mark.parametrize("scheme", NAMES)
 def test_coordinate_oracle_flip_test_cancels_horizontal_bias_only(scheme, monkeypatch):
-    monkeypatch.setattr(evaluation, "create_model",
-                        lambda config, **kwargs: CoordinateOracle())
+    _use_oracle(monkeypatch, CoordinateOracle())
     config = _config(scheme, model="cnn6")
     bias = np.array([3.0, -2.0])
     faces, variables = _variables(scheme, bias)
