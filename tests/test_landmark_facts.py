@@ -116,3 +116,17 @@ def test_flip_maps_each_curve_onto_its_mirror_curve_point_by_point(name):
     curves = {_canonical(c) for c in s.boundary_groups}
     for curve in s.boundary_groups:
         assert _canonical(perm[i] for i in curve) in curves, curve
+
+
+def test_synthetic_faces_template_follows_the_300w_definition():
+    """The demo data's mean face (built with the 300W table) is mirror-symmetric under the
+    published pairs and puts every point on its defined side and feature."""
+    from datasets.synthetic_faces.render import TEMPLATE
+
+    num, pairs, *_, mean = FACTS["300w"]
+    template = np.asarray(TEMPLATE)[:, :2]
+    mirrored = template[list(pairs_to_permutation(num, pairs))] * [-1.0, 1.0]
+    np.testing.assert_allclose(mirrored, template, atol=1e-9)
+    np.testing.assert_array_equal(np.sign(np.round(template[:, 0], 9)), np.sign(mean[:, 0]))
+    # Within a few hundredths of a face width of the typed-in mean face, point by point.
+    assert np.abs(template - mean).max() < 0.04
