@@ -15,7 +15,7 @@ from jax.experimental import multihost_utils
 
 from awing_jax import input_pipeline, metrics
 from awing_jax.decode import decode_heatmaps
-from awing_jax.landmarks import flip_landmarks, get_scheme
+from awing_jax.landmarks import flip_landmarks, get_scheme, require_flip_permutation
 from awing_jax.models import DTYPES, create_model, predicts_coordinates
 
 
@@ -36,7 +36,7 @@ def unflip_heatmaps(heatmaps, scheme, *, boundary: bool):
     Mirroring the input (x -> S-1-x) mirrors heatmap columns exactly (pixel j <-> W-1-j, because
     heatmap pixel j is centred on input pixel 4j+1.5) and swaps left/right landmark channels.
     """
-    perm = list(get_scheme(scheme).flip_permutation)
+    perm = list(require_flip_permutation(scheme))
     if boundary:
         perm.append(len(perm))
     return heatmaps[:, :, ::-1, :][..., np.asarray(perm)]
@@ -62,6 +62,8 @@ def make_inference_fn(config, *, decoder: str | None = None, flip_test: bool = F
     """
     model = create_model(config)
     dtype = DTYPES[config.dtype]
+    if flip_test:
+        require_flip_permutation(config.scheme)  # fail before compiling
 
     def infer(variables, images):
         x = images.astype(dtype) / 255.0

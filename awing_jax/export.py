@@ -18,6 +18,7 @@ neither the model code nor a checkpoint, at the price of its size (about 97 MB f
 
 A JSON sidecar ``<out>.json`` holds what a caller needs to crop faces the way the model expects
 (``input_size``, ``box_scale``) and to read the output (``scheme``, ``num_landmarks``,
+``scheme_definition``: the whole landmark scheme, point names included for schemes from the data,
 ``boundary``, ``decoder``); :class:`awing_jax.predict.Predictor` reads both files.
 """
 
@@ -67,6 +68,7 @@ def metadata(config) -> dict:
         "box_scale": float(config.box_scale),
         "scheme": get_scheme(config.scheme).name,
         "num_landmarks": get_scheme(config.scheme).num_landmarks,
+        "scheme_definition": get_scheme(config.scheme).to_dict(),
         "boundary": bool(config.model.boundary),
         "decoder": config.decoder,
         "num_stacks": int(config.model.num_stacks),

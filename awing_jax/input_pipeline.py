@@ -205,10 +205,14 @@ class TrainAugment:
     @classmethod
     def from_config(cls, config) -> TrainAugment:
         a = config.augment
+        scheme = landmarks_lib.get_scheme(config.scheme)
+        # A scheme without a flip permutation cannot be mirrored: no flips (the trainer says so).
+        perm = scheme.flip_permutation
+        flip = a.flip if perm is not None else 0.0
         return cls(
             input_size=int(config.input_size), box_scale=float(config.box_scale),
-            flip_permutation=landmarks_lib.get_scheme(config.scheme).flip_permutation,
-            rotation=a.rotation, scale=a.scale, translation=a.translation, flip=a.flip,
+            flip_permutation=perm if perm is not None else tuple(range(scheme.num_landmarks)),
+            rotation=a.rotation, scale=a.scale, translation=a.translation, flip=flip,
             blur_prob=a.blur_prob, blur_sigma=tuple(a.blur_sigma),
             noise_prob=a.noise_prob, noise_std=tuple(a.noise_std),
             occlusion_prob=a.occlusion_prob, occlusion_size=tuple(a.occlusion_size))
@@ -379,7 +383,8 @@ def train_iterator(source, config, *, seed: int, num_local_devices: int, per_dev
     augment = TrainAugment.from_config(config)
     num_points = np.shape(source[0]["landmarks"])[0]
     if num_points != len(augment.flip_permutation):
-        raise ValueError(f"config.scheme {config.scheme!r} has {len(augment.flip_permutation)} "
+        raise ValueError(f"config.scheme {landmarks_lib.get_scheme(config.scheme).name!r} has "
+                         f"{len(augment.flip_permutation)} "
                          f"landmarks but the dataset has {num_points}")
     cv2.setNumThreads(1)   # parallelism comes from grain; OpenCV's pool would oversubscribe
     batch = num_local_devices * per_device_batch

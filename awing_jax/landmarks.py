@@ -5,6 +5,11 @@ One :class:`LandmarkScheme` per annotation protocol (98-point WFLW, 68-point 300
 boundary curves used for the boundary heatmap (AWing paper, Sec. 4.3) and the pairs of landmark
 groups whose distance normalises the error (NME).
 
+Schemes of other point sets come from the data (:mod:`awing_jax.custom_schemes`, the
+``coco_landmarks`` builder). They travel as JSON (:meth:`LandmarkScheme.to_json`): a run's
+``config.scheme`` holds either a built-in name or such a definition, and :func:`get_scheme`
+accepts both, so checkpoints and exported models carry their scheme with them.
+
 Coordinates everywhere in awing-jax are ``(x, y)`` in pixels, 0-based, with integer values at pixel
 centres: pixel ``i`` covers ``[i - 0.5, i + 0.5)``. Under that convention a horizontal flip of an
 image of width ``W`` maps ``x -> W - 1 - x`` (the ``x -> W - x`` of edge-based coordinates).
@@ -13,6 +18,8 @@ image of width ``W`` maps ``x -> W - 1 - x`` (the ``x -> W - x`` of edge-based c
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 from collections.abc import Mapping
 
 import numpy as np
@@ -31,19 +38,33 @@ class LandmarkScheme:
         distance between the mean of the points in group a and the mean of those in group b.
         The name ``"box"`` (sqrt of face-box area) is handled by the metric, not listed here.
       default_norm: the normaliser the AWing paper reports for this dataset.
+      point_names: optional name of each point (schemes read from annotation files).
+
+    A scheme from the data may lack a flip permutation (``None``: no horizontal flips, no flip
+    test) or boundary groups (``()``: no boundary channel).
     """
 
     name: str
     num_landmarks: int
-    flip_permutation: tuple[int, ...]
+    flip_permutation: tuple[int, ...] | None
     boundary_groups: tuple[tuple[int, ...], ...]
     normalisation: Mapping[str, tuple[tuple[int, ...], tuple[int, ...]]]
     default_norm: str
+    point_names: tuple[str, ...] | None = None
 
     def __post_init__(self):
         perm = self.flip_permutation
-        if sorted(perm) != list(range(self.num_landmarks)):
+        if perm is not None and sorted(perm) != list(range(self.num_landmarks)):
             raise ValueError(f"{self.name}: flip permutation is not a permutation of 0..L-1")
+        if perm is not None and any(perm[p] != i for i, p in enumerate(perm)):
+            raise ValueError(f"{self.name}: flip permutation is not an involution "
+                             "(flipping twice must give the original order)")
+        if self.point_names is not None and len(self.point_names) != self.num_landmarks:
+            raise ValueError(f"{self.name}: {len(self.point_names)} point names for "
+                             f"{self.num_landmarks} points")
+        if self.default_norm not in self.norm_names:
+            raise ValueError(f"{self.name}: default normaliser {self.default_norm!r} is not one "
+                             f"of {list(self.norm_names)}")
         for group in self.boundary_groups:
             if not group or max(group) >= self.num_landmarks or min(group) < 0:
                 raise ValueError(f"{self.name}: boundary group {group} out of range")
@@ -55,6 +76,30 @@ class LandmarkScheme:
     def norm_names(self) -> tuple[str, ...]:
         """Every normaliser accepted by :func:`awing_jax.metrics.nme` for this scheme."""
         return (*self.normalisation, "box")
+
+    @property
+    def builtin(self) -> bool:
+        """Whether this is one of the tables of :data:`SCHEMES` (then its name suffices)."""
+        return SCHEMES.get(self.name) == self
+
+    def to_dict(self) -> dict:
+        """A JSON-ready definition; :func:`scheme_from_dict` reads it back."""
+        return {
+            "name": self.name,
+            "num_landmarks": self.num_landmarks,
+            "flip_permutation": None if self.flip_permutation is None
+            else list(self.flip_permutation),
+            "boundary_groups": [list(g) for g in self.boundary_groups],
+            "normalisation": {k: [list(a), list(b)] for k, (a, b) in self.normalisation.items()},
+            "default_norm": self.default_norm,
+            "point_names": None if self.point_names is None else list(self.point_names),
+        }
+
+    def to_json(self) -> str:
+        """The scheme as a config value: its name if built in, else its JSON definition."""
+        if self.builtin:
+            return self.name
+        return json.dumps(self.to_dict(), separators=(",", ":"))
 
 
 def _r(a: int, b: int) -> tuple[int, ...]:
@@ -168,10 +213,45 @@ AFLW19 = LandmarkScheme(
 SCHEMES: dict[str, LandmarkScheme] = {s.name: s for s in (WFLW, W300, COFW, AFLW19)}
 
 
-def get_scheme(scheme: str | int | LandmarkScheme) -> LandmarkScheme:
-    """Looks a scheme up by name ("wflw", "300w", "cofw", "aflw19") or number of points."""
+def scheme_from_dict(definition: Mapping, origin: str = "scheme") -> LandmarkScheme:
+    """The scheme of a :meth:`LandmarkScheme.to_dict` definition; errors name ``origin``."""
+    try:
+        perm = definition["flip_permutation"]
+        names = definition.get("point_names")
+        return LandmarkScheme(
+            name=str(definition["name"]),
+            num_landmarks=int(definition["num_landmarks"]),
+            flip_permutation=None if perm is None else tuple(int(i) for i in perm),
+            boundary_groups=tuple(tuple(int(i) for i in g)
+                                  for g in definition["boundary_groups"]),
+            normalisation={str(k): (tuple(int(i) for i in a), tuple(int(i) for i in b))
+                           for k, (a, b) in definition["normalisation"].items()},
+            default_norm=str(definition["default_norm"]),
+            point_names=None if names is None else tuple(str(n) for n in names),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{origin}: not a landmark scheme definition: {e}") from None
+
+
+@functools.lru_cache(maxsize=64)
+def _scheme_from_json(text: str) -> LandmarkScheme:
+    try:
+        definition = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"landmark scheme: not valid JSON: {e}") from None
+    return scheme_from_dict(definition)
+
+
+def get_scheme(scheme: str | int | LandmarkScheme | Mapping) -> LandmarkScheme:
+    """Looks a scheme up by name ("wflw", "300w", "cofw", "aflw19") or number of points, or reads
+    a definition: a :meth:`LandmarkScheme.to_dict` mapping or its JSON text (``config.scheme`` of
+    a run on a scheme from the data)."""
     if isinstance(scheme, LandmarkScheme):
         return scheme
+    if isinstance(scheme, Mapping):
+        return scheme_from_dict(scheme)
+    if isinstance(scheme, str) and scheme.lstrip().startswith("{"):
+        return _scheme_from_json(scheme)
     if isinstance(scheme, int | np.integer):
         for s in SCHEMES.values():
             if s.num_landmarks == scheme:
@@ -199,7 +279,7 @@ def flip_landmarks(landmarks, width: float, scheme: str | int | LandmarkScheme):
     if landmarks.shape[-2] != s.num_landmarks:
         raise ValueError(f"expected {s.num_landmarks} landmarks for {s.name}, "
                          f"got shape {landmarks.shape}")
-    perm = np.asarray(s.flip_permutation)
+    perm = np.asarray(require_flip_permutation(s))
     flipped = landmarks[..., perm, :]
     x = (width - 1) - flipped[..., 0]
     if isinstance(flipped, np.ndarray):
@@ -207,3 +287,13 @@ def flip_landmarks(landmarks, width: float, scheme: str | int | LandmarkScheme):
     import jax.numpy as jnp
 
     return jnp.stack([x, flipped[..., 1]], axis=-1)
+
+
+def require_flip_permutation(scheme: str | int | LandmarkScheme) -> tuple[int, ...]:
+    """The scheme's flip permutation; a clear error for a scheme that has none."""
+    s = get_scheme(scheme)
+    if s.flip_permutation is None:
+        raise ValueError(f"landmark scheme {s.name!r} has no flip permutation (its point names "
+                         "pair no left/right points and no scheme.json gives one), so it cannot "
+                         "be mirrored: no flip test, no horizontal flips")
+    return s.flip_permutation

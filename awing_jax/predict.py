@@ -154,6 +154,8 @@ class Predictor:
       input_size: model input side S.
       box_scale: face-square side / box longer side.
       scheme: landmark scheme name.
+      landmark_scheme: the :class:`~awing_jax.landmarks.LandmarkScheme` (point names of schemes
+        from the data).
       num_landmarks: L.
       boundary: whether the model predicts a boundary channel (the last).
     """
@@ -173,10 +175,11 @@ class Predictor:
         """A predictor running an artifact of :mod:`awing_jax.export` (no model code involved)."""
         fn, meta = export.load(path)
         return cls.from_function(fn, input_size=meta["input_size"], box_scale=meta["box_scale"],
-                                 scheme=meta["scheme"], boundary=meta["boundary"])
+                                 scheme=meta.get("scheme_definition") or meta["scheme"],
+                                 boundary=meta["boundary"])
 
     @classmethod
-    def from_function(cls, fn: Callable, *, input_size: int, box_scale: float, scheme: str,
+    def from_function(cls, fn: Callable, *, input_size: int, box_scale: float, scheme,
                       boundary: bool = True) -> Predictor:
         """A predictor around ``fn(images uint8 (B, S, S, 3)) -> (landmarks (B, L, 2) input
         pixels, heatmaps (B, S/4, S/4, C))``, the contract of an exported model."""
@@ -192,8 +195,9 @@ class Predictor:
         self._variables = variables
         self.input_size = int(meta["input_size"])
         self.box_scale = float(meta["box_scale"])
-        self.scheme = get_scheme(meta["scheme"]).name
-        self.num_landmarks = get_scheme(meta["scheme"]).num_landmarks
+        self.landmark_scheme = get_scheme(meta.get("scheme_definition") or meta["scheme"])
+        self.scheme = self.landmark_scheme.name
+        self.num_landmarks = self.landmark_scheme.num_landmarks
         self.boundary = bool(meta["boundary"])
 
     def crop_faces(self, image: np.ndarray, boxes) -> tuple[np.ndarray, np.ndarray]:

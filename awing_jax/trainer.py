@@ -28,7 +28,7 @@ from flax import jax_utils
 from flax.training import train_state
 
 from awing_jax import checkpoint as ckpt
-from awing_jax import evaluation, input_pipeline, pose_balancing
+from awing_jax import custom_schemes, evaluation, input_pipeline, pose_balancing
 from awing_jax.landmarks import get_scheme
 from awing_jax.losses import coordinate_loss, heatmap_loss
 from awing_jax.models import DTYPES, create_model, predicts_coordinates
@@ -228,6 +228,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     is_main = jax.process_index() == 0
+    # A scheme from the data ("dataset") becomes explicit, so that checkpoints carry it.
+    config = custom_schemes.resolve_config(config, announce=print if is_main else None)
     if config.batch_size % jax.device_count():
         raise ValueError(f"batch_size {config.batch_size} is not divisible by the "
                          f"{jax.device_count()} devices")

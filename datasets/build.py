@@ -3,6 +3,7 @@
     python -m datasets.build NAME --manual_dir DIR [--data_dir DIR] [--config NAME]
         [--skip_missing_images] [--skip_bad_images] [--skip_bad_annotations]
         [--image_size N] [--num_train N ... (synthetic_faces)]
+        [--keypoint_origin pixel_centre|image_corner (coco_landmarks)]
 
 Read the result with ``tfds.data_source(NAME, data_dir=DIR)``. The library entry point is
 :func:`build`; a :class:`~datasets.common.DatasetError` (missing, damaged or implausible input)
@@ -22,11 +23,12 @@ import tensorflow_datasets as tfds
 from datasets import common
 from datasets.common import DatasetError
 
-NAMES = ("wflw", "w300", "cofw", "aflw19", "synthetic_faces")
+NAMES = ("wflw", "w300", "cofw", "aflw19", "synthetic_faces", "coco_landmarks")
 
 # Constructor keyword arguments only some builders take, exposed as --flags: name -> {kwarg: type}.
 BUILDER_FLAGS: dict[str, dict[str, type]] = {
     "synthetic_faces": {"num_train": int, "num_test": int, "seed": int},
+    "coco_landmarks": {"keypoint_origin": str},
 }
 # Switches of the builders of downloaded data (common.FaceBuilder): flag -> help.
 SKIP_FLAGS = {

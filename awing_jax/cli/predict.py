@@ -74,6 +74,8 @@ def main(argv):
             "image_size": [int(image.shape[1]), int(image.shape[0])],
             "scheme": predictor.scheme,
             "num_landmarks": predictor.num_landmarks,
+            "point_names": (list(predictor.landmark_scheme.point_names)
+                            if predictor.landmark_scheme.point_names else None),
             "input_size": predictor.input_size,
             "box_scale": predictor.box_scale,
             "boxes_from": source,

@@ -70,6 +70,14 @@ def main(argv):
 
     if config.dataset == "synthetic_faces":
         build.build("synthetic_faces", data_dir=config.data_dir or None)
+    from awing_jax import custom_schemes
+
+    try:  # a scheme from the data: explicit from here on (announces flips/boundary switched off)
+        config = custom_schemes.resolve_config(config, announce=(
+            print if jax.process_index() == 0 else None))
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if jax.process_index() == 0:
         print(f"training {config.model.name} on {config.dataset}/{config.train_split} "
               f"({jax.device_count()} devices, {jax.process_count()} processes) in "
