@@ -321,14 +321,33 @@ def test_unreadable_image_fails_or_is_skipped(tmp_path, capsys):
     assert build.main([*args, "--data_dir", str(tmp_path / "t")]) == 2
     err = capsys.readouterr().err
     assert "annotations/train.json: annotation id 1000: " in err and "cannot be decoded" in err
-    assert build.main([*args, "--data_dir", str(tmp_path / "t2"), "--skip_missing_images"]) == 0
+    assert build.main([*args, "--data_dir", str(tmp_path / "t2"), "--skip_bad_images"]) == 0
     out = capsys.readouterr().out
     assert "train: skipped 2 faces whose image is missing or unreadable" in out
     assert len(records(tmp_path / "t2", "train")) == 2
     with open(tmp_path / "m" / "images" / "train" / "001.png", "wb") as f:
-        f.write(b"")  # no readable photo left: an empty split is an error, not an empty build
-    assert build.main([*args, "--data_dir", str(tmp_path / "t3"), "--skip_missing_images"]) == 2
-    assert "no face to store in split 'train'" in capsys.readouterr().err
+        f.write(b"")  # no readable photo left: an empty train split is an error
+    assert build.main([*args, "--data_dir", str(tmp_path / "t3"), "--skip_bad_images"]) == 2
+    assert "split train has no examples: all 4 of its faces were skipped" in (
+        capsys.readouterr().err)
+
+
+def test_unlabelled_crowd_and_other_category_annotations_are_left_out_and_counted(tmp_path,
+                                                                                  capsys):
+    coco = write_coco(tmp_path / "m", splits={"train": 2})["train"]
+    anns = coco["annotations"]
+    anns[0]["keypoints"] = [0.0] * 15
+    anns[1]["iscrowd"] = 1
+    anns.append({"id": 7, "image_id": anns[2]["image_id"], "category_id": 4,
+                 "bbox": [1.0, 1.0, 5.0, 5.0]})
+    json.dump(coco, open(tmp_path / "m" / "annotations" / "train.json", "w"))
+    assert build.main(["coco_landmarks", "--manual_dir", str(tmp_path / "m"), "--data_dir",
+                       str(tmp_path / "t"), "--image_size", "32"]) == 0
+    out = capsys.readouterr().out
+    assert ("coco_landmarks train: 1 annotations of other categories ignored; 1 crowd "
+            "annotations skipped; 1 faces without a labelled point skipped (ids [1000])") in out
+    assert sorted(int(r["annotation_id"]) for r in records(tmp_path / "t", "train")) == [
+        1002, 1003]
 
 
 def test_rebuilding_other_annotations_into_a_built_data_dir_fails(tmp_path, capsys):

@@ -23,6 +23,7 @@ coordinates. ``datasets.export_coco`` applies the inverse.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -354,13 +355,19 @@ class CocoLandmarks(common.FaceBuilder):
             scheme=scheme.to_dict(), category=category, keypoint_origin=self.keypoint_origin,
             fingerprint=fingerprint(read, self.keypoint_origin),
             annotation_files={split: coco.name for split, coco in parsed.items()})
-        return {split: self._generate_examples(split, coco, root)
-                for split, coco in parsed.items()}
+        splits = {split: self._generate_examples(split, coco, root)
+                  for split, coco in parsed.items()}
+        return self.non_empty_splits(splits, required=("train",))
+
+    def report_settings(self) -> dict:
+        return {**super().report_settings(), "keypoint_origin": self.keypoint_origin}
 
     def _generate_examples(self, split: str, coco: CocoFile, root: str):
         """Yields ``(annotation id, example)``."""
-        reader = common.PhotoReader(self.skip_missing_images)
-        stored = 0
+        for ann_id in coco.unlabelled:
+            self.build_report.skip(split, "no_labelled_point", f"{coco.name}#{ann_id}",
+                                   f"{coco.name}: annotation id {ann_id}: every point has v = 0")
+        reader = self.photo_reader(split)
         for face in coco.faces:
             where = f"{coco.name}: annotation id {face.annotation_id}"
             path = os.path.join(root, IMAGES_DIR, face.file_name)
@@ -381,9 +388,11 @@ class CocoLandmarks(common.FaceBuilder):
                      "photo_size": np.array([width, height], np.int32),
                      "keypoint_flags": face.keypoints[:, 2].astype(np.uint8)}
             source = f"{coco.name}#{face.annotation_id}"
-            stored += 1
-            yield face.annotation_id, common.make_example(
-                image, landmarks, visible, box, source, image_size=self.image_size, extra=extra)
+            example = self.checked_example(split, source, functools.partial(
+                common.make_example, image, landmarks, visible, box, source,
+                image_size=self.image_size, extra=extra))
+            if example is not None:
+                yield face.annotation_id, example
         skipped = []
         if coco.other_categories:
             skipped.append(f"{coco.other_categories} annotations of other categories ignored")
@@ -396,8 +405,3 @@ class CocoLandmarks(common.FaceBuilder):
         if skipped:
             print(f"coco_landmarks {split}: " + "; ".join(skipped))
         reader.report("coco_landmarks", split)
-        if not stored:
-            raise common.DatasetError(
-                f"{coco.name}: no face to store in split {split!r} ({len(coco.faces)} labelled "
-                f"faces of category id {coco.category['id']}, {reader.skipped} without a "
-                "readable image)")
