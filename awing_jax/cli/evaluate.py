@@ -84,6 +84,18 @@ def main(argv):
     norm = FLAGS.norm or config.norm
     box = FLAGS.box or config.eval_box
     decoder = FLAGS.decoder or config.decoder
+    from awing_jax.landmarks import get_scheme, require_flip_permutation
+
+    try:  # the checkpoint's scheme (possibly from the data) must know the normaliser and flips
+        scheme = get_scheme(config.scheme)
+        if norm not in scheme.norm_names:
+            raise ValueError(f"--norm {norm!r} is not a normaliser of the {scheme.name} scheme; "
+                             f"known: {', '.join(scheme.norm_names)}")
+        if FLAGS.flip_test:
+            require_flip_permutation(scheme)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     splits = [split]
     if config.dataset == "wflw" and split == "test":
         splits += [f"test_{s}" for s in WFLW_SUBSETS]
