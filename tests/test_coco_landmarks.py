@@ -145,6 +145,25 @@ def test_68_face_names_are_the_300w_scheme_and_scheme_json_completes_others():
             custom_schemes.scheme_from_names(["a", "b", "c", "m", "d"], name="x", spec=bad)
 
 
+def test_boundary_groups_of_scheme_json_draw_the_boundary_channel():
+    """A two-point curve from scheme.json is the segment between its points in the target."""
+    from awing_jax.targets import render_targets
+
+    spec = {"boundary_groups": [["right_eye", "left_eye"]]}
+    scheme, notes = custom_schemes.scheme_from_names(FIVE, name="f", spec=spec)
+    assert notes == [] and scheme.boundary_groups == ((0, 1),)
+    # Input pixels; heatmap pixel j is centred on input pixel 4 j + 1.5.
+    eyes_y = 4 * 3 + 1.5
+    landmarks = np.array([[[4 * 1 + 1.5, eyes_y], [4 * 6 + 1.5, eyes_y], [15.5, 20.0],
+                           [9.0, 27.0], [22.0, 27.0]]], np.float32)
+    targets, mask = render_targets(landmarks, np.ones((1, 5), bool), scheme.to_json(),
+                                   heatmap_size=8)
+    boundary = np.asarray(targets[0, :, :, 5])
+    np.testing.assert_allclose(boundary[3, 1:7], 1.0, atol=1e-6)  # on the segment
+    assert boundary[3, 0] < 0.7 and boundary[6, 3] == 0.0          # off it
+    np.testing.assert_array_equal(mask, 1.0)
+
+
 # ---------------------------------------------------------------------------------------------
 # The builder and its coordinates
 
