@@ -93,3 +93,19 @@ def crop_face(image: np.ndarray, box, out_size: int, scale: float = 1.0):
     """
     matrix = face_square_matrix(box, out_size, scale)
     return warp(image, matrix, out_size), matrix
+
+
+PROTOCOLS = ("face_square",)
+
+
+def crop_matrix(protocol: str, box, out_size: int, *, box_scale: float,
+                landmarks=None) -> np.ndarray:
+    """The 2x3 photo -> crop matrix (pixel centres, ``cv2.warpAffine``) of a crop ``protocol``.
+
+    ``"face_square"``: the face square of ``box`` at ``box_scale`` (:func:`face_square_matrix`);
+    it does not use ``landmarks``.
+    """
+    if protocol != "face_square":
+        raise ValueError(f"unknown crop protocol {protocol!r}: expected one of {PROTOCOLS}")
+    del landmarks
+    return face_square_matrix(box, out_size, box_scale)

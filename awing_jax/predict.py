@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import typing
 from collections.abc import Callable
 
 import cv2
 import jax
 import numpy as np
 
-from awing_jax import checkpoint, crop, export
+from awing_jax import checkpoint, crop, detectors, export
 from awing_jax.landmarks import get_scheme
 from awing_jax.models import create_model
 
@@ -32,75 +33,65 @@ from awing_jax.models import create_model
 # pixel j covers input pixels [4j - 0.5, 4j + 3.5) (see awing_jax.targets).
 STRIDE = 4
 HEATMAP_OFFSET = (STRIDE - 1) / 2.0
-# The frontal-face Haar cascade that OpenCV 4.x wheels ship in cv2.data.haarcascades.
-HAAR_CASCADE = "haarcascade_frontalface_default.xml"
+HAAR_CASCADE = detectors.HAAR_CASCADE
+FaceDetectorUnavailable = detectors.FaceDetectorUnavailable
 
 
-class FaceDetectorUnavailable(RuntimeError):
-    """No face detector can run: boxes must be given."""
+def to_rgb8(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """Any decoded photo as (H, W, 3) uint8 RGB: grey is repeated into three channels, an alpha
+    channel is dropped (the colour is kept as it is, not blended), 16-bit and float [0, 1]
+    pixels are rescaled to 8 bits. Errors name ``name``."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    if image.ndim != 3 or image.shape[-1] not in (3, 4):
+        raise ValueError(f"{name}: expected a grey, RGB or RGBA image, got shape {image.shape}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"{name}: the image is empty ({image.shape[1]} x {image.shape[0]} px)")
+    image = image[..., :3]
+    if image.dtype == np.uint16:
+        image = (image.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
+    elif np.issubdtype(image.dtype, np.floating):
+        image = (np.clip(np.nan_to_num(image), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ValueError(f"{name}: unsupported pixel type {image.dtype} (expected 8 or 16 bits)")
+    return np.ascontiguousarray(image)
 
 
 def read_image(path: str) -> np.ndarray:
-    """The (H, W, 3) uint8 RGB image at ``path``; errors name the file."""
+    """The (H, W, 3) uint8 RGB image at ``path``; errors name the file.
+
+    Grey, RGBA (alpha dropped) and 16-bit images are read as 8-bit RGB (:func:`to_rgb8`)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such image file: {path}")
-    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-    if bgr is None:
+    image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
         raise ValueError(f"cannot read {path} as an image (not an image, or a format OpenCV "
                          "cannot decode)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    if image.ndim == 3 and image.shape[-1] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+    elif image.ndim == 3 and image.shape[-1] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return to_rgb8(image, path)
 
 
-def _bundled_cascade() -> str | None:
-    directory = getattr(getattr(cv2, "data", None), "haarcascades", None)
-    path = os.path.join(directory, HAAR_CASCADE) if directory else None
-    return path if path and os.path.isfile(path) and hasattr(cv2, "CascadeClassifier") else None
-
-
-def detect_faces(image: np.ndarray, detector: str | None = None) -> np.ndarray:
+def detect_faces(image: np.ndarray, detector=None, **kwargs) -> np.ndarray:
     """Face boxes ``(x1, y1, x2, y2)`` (N, 4) of an RGB image, outer pixel edges, left to right.
 
     Args:
       image: (H, W, 3) uint8 RGB.
-      detector: ``None`` for the frontal-face Haar cascade bundled with OpenCV, or a model file:
-        a Haar cascade ``.xml`` (needs ``cv2.CascadeClassifier``) or a YuNet ``.onnx`` face
-        detector (``cv2.FaceDetectorYN``).
+      detector: ``None`` for the default detector (``dlib-hog`` when dlib is installed, else the
+        Haar cascade bundled with OpenCV), a name of :data:`awing_jax.detectors.DETECTORS`, a
+        model file (a Haar/LBP cascade ``.xml``, a YuNet ``.onnx``), or a function
+        ``image -> (N, 4) boxes``.
+      **kwargs: ``angles``, ``min_face`` of :func:`awing_jax.detectors.detect`.
 
     Raises:
-      FaceDetectorUnavailable: no detector given and the installed OpenCV bundles none. OpenCV 5
-        moved ``CascadeClassifier`` out of its main modules and its wheels carry no cascade
-        files; the only face detector left, ``cv2.FaceDetectorYN``, needs a model file.
+      FaceDetectorUnavailable: the detector's library or model is not installed.
     """
-    if detector is None:
-        detector = _bundled_cascade()
-        if detector is None:
-            raise FaceDetectorUnavailable(
-                f"OpenCV {cv2.__version__} bundles no face detector (no Haar cascade in "
-                "cv2.data, no cv2.CascadeClassifier); give the face boxes, or a detector model "
-                "file: a YuNet .onnx for cv2.FaceDetectorYN or a Haar cascade .xml")
-    if not os.path.isfile(detector):
-        raise FileNotFoundError(f"no such face detector file: {detector}")
-    if detector.endswith(".onnx"):
-        height, width = image.shape[:2]
-        yunet = cv2.FaceDetectorYN.create(detector, "", (width, height))
-        _, faces = yunet.detect(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        rects = np.zeros((0, 4)) if faces is None else faces[:, :4]
-    elif hasattr(cv2, "CascadeClassifier"):
-        cascade = cv2.CascadeClassifier(detector)
-        if cascade.empty():
-            raise ValueError(f"cannot load {detector} as a Haar cascade")
-        grey = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
-        min_side = max(24, min(image.shape[:2]) // 20)
-        rects = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5,
-                                         minSize=(min_side, min_side))
-    else:
-        raise FaceDetectorUnavailable(
-            f"OpenCV {cv2.__version__} has no cv2.CascadeClassifier to run {detector}; "
-            "use a YuNet .onnx detector or give the face boxes")
-    rects = np.asarray(rects, dtype=np.float64).reshape(-1, 4)
-    # (x, y, w, h) of whole pixels -> the pixel-centre coordinates of the rectangle's outer edges.
-    boxes = np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], axis=1) - 0.5
-    return boxes[np.argsort(boxes[:, 0], kind="stable")]
+    return detectors.detect_faces(image, detector, **kwargs)
 
 
 def photo_to_heatmap_matrix(crop_matrix) -> np.ndarray:
@@ -135,12 +126,20 @@ class FacePrediction:
       crop_matrices: (N, 2, 3) photo -> model-input maps of the faces' crops.
       boundaries: (N, S/4, S/4) the predicted boundary heatmap of each crop, or None for a model
         without a boundary channel (or without heatmaps).
+      confidence: (N, L) each landmark's heatmap peak value (about 1 where the model is sure,
+        near 0 where it sees no such point; NaN for a model without heatmaps).
     """
 
     boxes: np.ndarray
     landmarks: np.ndarray
     crop_matrices: np.ndarray
     boundaries: np.ndarray | None
+    confidence: np.ndarray | None = None
+
+
+class _Detected(typing.NamedTuple):
+    image: np.ndarray
+    boxes: np.ndarray
 
 
 class Predictor:
@@ -158,7 +157,11 @@ class Predictor:
         from the data).
       num_landmarks: L.
       boundary: whether the model predicts a boundary channel (the last).
+      batch_size: most faces per model call (the last batch is padded to a power of two).
     """
+
+    batch_size = 32
+    _pad_batches = True
 
     def __init__(self, checkpoint_dir: str, step: str | int = "best"):
         manager = checkpoint.create_manager(checkpoint_dir, read_only=True)
@@ -174,9 +177,12 @@ class Predictor:
     def from_export(cls, path: str) -> Predictor:
         """A predictor running an artifact of :mod:`awing_jax.export` (no model code involved)."""
         fn, meta = export.load(path)
-        return cls.from_function(fn, input_size=meta["input_size"], box_scale=meta["box_scale"],
-                                 scheme=meta.get("scheme_definition") or meta["scheme"],
-                                 boundary=meta["boundary"])
+        predictor = cls.from_function(fn, input_size=meta["input_size"],
+                                      box_scale=meta["box_scale"],
+                                      scheme=meta.get("scheme_definition") or meta["scheme"],
+                                      boundary=meta["boundary"])
+        predictor._pad_batches = True  # exported for any batch size; few shapes compile faster
+        return predictor
 
     @classmethod
     def from_function(cls, fn: Callable, *, input_size: int, box_scale: float, scheme,
@@ -188,6 +194,7 @@ class Predictor:
                 "boundary": boundary}
         predictor._setup(lambda _, images: fn(images), meta, variables=None)
         predictor._heatmaps = None
+        predictor._pad_batches = False  # the function's batch sizes are the caller's
         return predictor
 
     def _setup(self, infer: Callable, meta: dict, *, variables) -> None:
@@ -206,53 +213,168 @@ class Predictor:
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         crops, matrices = [], []
         for box in boxes:
-            face, matrix = crop.crop_face(image, box, self.input_size, self.box_scale)
-            crops.append(face)
+            matrix = self._crop_matrix(box)
+            crops.append(crop.warp(image, matrix, self.input_size))
             matrices.append(matrix)
         size = self.input_size
         return (np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8),
                 np.stack(matrices) if matrices else np.zeros((0, 2, 3)))
 
-    def run(self, image: np.ndarray, boxes=None, *, detector: str | None = None
-            ) -> FacePrediction:
+    def _crop_matrix(self, box, landmarks=None) -> np.ndarray:
+        """The photo -> input matrix of the checkpoint's crop protocol for one face."""
+        return crop.crop_matrix(getattr(self, "crop_protocol", "face_square"), box,
+                                self.input_size, box_scale=self.box_scale, landmarks=landmarks)
+
+    def refined_matrices(self, landmarks) -> np.ndarray:
+        """(N, 2, 3) the crops of the "GT box" path for faces with landmarks (N, L, 2): the crop
+        protocol applied to the landmarks' extent (:func:`awing_jax.crop.landmarks_box`), the
+        crop evaluation makes with ``eval_box="gt"``."""
+        landmarks = np.asarray(landmarks, np.float64).reshape(-1, self.num_landmarks, 2)
+        return np.stack([self._crop_matrix(crop.landmarks_box(p), p) for p in landmarks]
+                        ) if len(landmarks) else np.zeros((0, 2, 3))
+
+    def infer_crops(self, crops) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The model on (B, S, S, 3) uint8 crops, ``batch_size`` at a time.
+
+        Returns:
+          (landmarks (B, L, 2) input pixels, confidence (B, L) each landmark's heatmap peak
+          value, boundaries (B, S/4, S/4) or None). Batches are padded to a power of two (at most
+          ``batch_size``) so that a compiled model sees few shapes.
+        """
+        crops = np.asarray(crops, np.uint8)
+        num, size = self.num_landmarks, self.input_size
+        out_l, out_c, out_b = [], [], []
+        for start in range(0, len(crops), self.batch_size):
+            chunk = crops[start:start + self.batch_size]
+            n = len(chunk)
+            if self._pad_batches:
+                padded = min(self.batch_size, 1 << (n - 1).bit_length())
+                chunk = np.concatenate([chunk, np.zeros((padded - n, size, size, 3), np.uint8)])
+            landmarks, heatmaps = self._infer(self._variables, chunk)
+            out_l.append(np.asarray(landmarks, np.float64)[:n])
+            if heatmaps is None:
+                out_c.append(np.full((n, num), np.nan))
+            else:
+                heatmaps = np.asarray(heatmaps)[:n]
+                out_c.append(heatmaps[..., :num].max(axis=(1, 2)).astype(np.float64))
+                if self.boundary:
+                    out_b.append(heatmaps[..., num])
+        if not out_l:
+            return (np.zeros((0, num, 2)), np.zeros((0, num)),
+                    np.zeros((0, size // STRIDE, size // STRIDE)) if self.boundary else None)
+        return (np.concatenate(out_l), np.concatenate(out_c),
+                np.concatenate(out_b) if out_b else None)
+
+    def predict_crops(self, images, owners, matrices):
+        """Landmarks of faces given by crop matrices: face i is ``images[owners[i]]`` through
+        ``matrices[i]`` (photo -> input). Returns (landmarks (N, L, 2) photo pixels, confidence
+        (N, L), boundaries or None)."""
+        size = self.input_size
+        crops = [crop.warp(images[o], m, size) for o, m in zip(owners, matrices, strict=True)]
+        crops = np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
+        landmarks, confidence, boundaries = self.infer_crops(crops)
+        photo = np.stack([crop.apply(crop.invert(m), pts)
+                          for m, pts in zip(matrices, landmarks, strict=True)]
+                         ) if len(landmarks) else np.zeros((0, self.num_landmarks, 2))
+        return photo, confidence, boundaries
+
+    def run_batch(self, images, boxes=None, *, detector=None, refine: int = 1,
+                  angles=(0.0,), min_face: float | None = None) -> list[FacePrediction]:
+        """:meth:`run` on several photos, their faces batched together through the model.
+
+        Args:
+          images: a sequence of (H, W, 3) uint8 RGB photos (any sizes).
+          boxes: None (detect in every photo), or one (N_i, 4) array (or None) per photo.
+          detector, angles, min_face: see :func:`detect_faces`.
+          refine: passes of re-cropping each face from its predicted landmarks (the crop
+            protocol on their extent, :meth:`refined_matrices`) and predicting again; 0 keeps the
+            first prediction from the given or detected box.
+        """
+        if refine < 0:
+            raise ValueError(f"refine must be >= 0, got {refine}")
+        images = [np.asarray(image) for image in images]
+        for i, image in enumerate(images):
+            if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+                raise ValueError(f"photo {i}: expected an (H, W, 3) uint8 RGB image, got "
+                                 f"{image.dtype} {image.shape}")
+        if boxes is None:
+            boxes = [None] * len(images)
+        if len(boxes) != len(images):
+            raise ValueError(f"{len(boxes)} box sets for {len(images)} photos")
+        per_image = []
+        for image, given in zip(images, boxes, strict=True):
+            found = (detect_faces(image, detector, angles=angles, min_face=min_face)
+                     if given is None else given)
+            per_image.append(np.asarray(found, dtype=np.float64).reshape(-1, 4))
+        owners = np.array([i for i, b in enumerate(per_image) for _ in b], dtype=int)
+        all_boxes = np.concatenate(per_image) if per_image else np.zeros((0, 4))
+        matrices = np.stack([self._crop_matrix(b) for b in all_boxes]
+                            ) if len(all_boxes) else np.zeros((0, 2, 3))
+        landmarks, confidence, boundaries = self.predict_crops(images, owners, matrices)
+        for _ in range(refine):
+            matrices = self.refined_matrices(landmarks)
+            landmarks, confidence, boundaries = self.predict_crops(images, owners, matrices)
+        out = []
+        for i, image_boxes in enumerate(per_image):
+            sel = owners == i
+            out.append(FacePrediction(image_boxes, landmarks[sel], matrices[sel],
+                                      None if boundaries is None else boundaries[sel],
+                                      confidence[sel]))
+        return out
+
+    def run(self, image: np.ndarray, boxes=None, *, detector=None, refine: int = 1,
+            angles=(0.0,), min_face: float | None = None) -> FacePrediction:
         """Landmarks and boundary heatmaps of the faces in ``boxes``, or of the detected ones.
 
         Args:
-          image: (H, W, 3) uint8 RGB photo.
+          image: (H, W, 3) uint8 RGB photo (:func:`read_image` or :func:`to_rgb8` make one).
           boxes: (N, 4) ``(x1, y1, x2, y2)`` face boxes in photo pixels, or None to detect.
-          detector: detector model file for :func:`detect_faces` (when ``boxes`` is None).
+          detector: detector for :func:`detect_faces` (when ``boxes`` is None).
+          refine: re-crop passes from the predicted landmarks (see :meth:`run_batch`).
+          angles, min_face: see :func:`awing_jax.detectors.detect`.
         """
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.dtype} "
-                             f"{image.shape}")
-        if boxes is None:
-            boxes = detect_faces(image, detector)
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        crops, matrices = self.crop_faces(image, boxes)
-        num = self.num_landmarks
-        if not len(boxes):
-            empty = np.zeros((0, self.input_size // STRIDE, self.input_size // STRIDE))
-            return FacePrediction(boxes, np.zeros((0, num, 2)), matrices,
-                                  empty if self.boundary else None)
-        landmarks, heatmaps = self._infer(self._variables, crops)
-        landmarks = np.asarray(landmarks, dtype=np.float64)
-        photo = np.stack([crop.apply(crop.invert(m), pts)
-                          for m, pts in zip(matrices, landmarks, strict=True)])
-        boundaries = None
-        if self.boundary and heatmaps is not None:
-            boundaries = np.asarray(heatmaps)[..., num]
-        return FacePrediction(boxes, photo, matrices, boundaries)
+        return self.run_batch([image], None if boxes is None else [boxes], detector=detector,
+                              refine=refine, angles=angles, min_face=min_face)[0]
 
-    def predict(self, image: np.ndarray, boxes=None, *, detector: str | None = None
-                ) -> np.ndarray:
-        """(N, L, 2) landmarks in photo pixels of the faces in ``boxes`` (or detected ones)."""
-        return self.run(image, boxes, detector=detector).landmarks
+    def run_many(self, items, *, detector=None, refine: int = 1, angles=(0.0,),
+                 min_face: float | None = None):
+        """Yields ``(key, FacePrediction)`` for an iterable of ``(key, photo)``, in order, faces
+        of consecutive photos batched together (up to ``batch_size`` faces per model call).
 
-    def boundary_map(self, image: np.ndarray, boxes=None, *, detector: str | None = None
+        ``photo`` may also be an exception (a file that could not be read): it is yielded back
+        as it is, in its place, for the caller to report."""
+        pending = []
+        faces = 0
+        for key, image in items:
+            if not isinstance(image, BaseException):
+                # Detect now, so that the batch fills with faces, not photos.
+                found = detect_faces(image, detector, angles=angles, min_face=min_face)
+                faces += len(found)
+                image = _Detected(image, found)
+            pending.append((key, image))
+            if faces >= self.batch_size:
+                yield from self._flush_detected(pending, refine)
+                faces = 0
+        if pending:
+            yield from self._flush_detected(pending, refine)
+
+    def _flush_detected(self, pending, refine):
+        good = [im for _, im in pending if not isinstance(im, BaseException)]
+        results = iter(self.run_batch([d.image for d in good], [d.boxes for d in good],
+                                      refine=refine))
+        out = [(k, im if isinstance(im, BaseException) else next(results)) for k, im in pending]
+        pending.clear()
+        return out
+
+    def predict(self, image: np.ndarray, boxes=None, *, detector=None, **kwargs) -> np.ndarray:
+        """(N, L, 2) landmarks in photo pixels of the faces in ``boxes`` (or detected ones);
+        ``kwargs`` as for :meth:`run`."""
+        return self.run(image, boxes, detector=detector, **kwargs).landmarks
+
+    def boundary_map(self, image: np.ndarray, boxes=None, *, detector=None, **kwargs
                      ) -> np.ndarray:
         """(H, W) the predicted facial boundary of every face, in photo pixels, in [0, 1]."""
-        result = self.run(image, boxes, detector=detector)
+        result = self.run(image, boxes, detector=detector, **kwargs)
         if result.boundaries is None:
             raise ValueError("this model predicts no boundary heatmap")
         return boundary_in_photo(result.boundaries, result.crop_matrices, image.shape[:2])

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from awing_jax import convert, export, predict
+from awing_jax import convert, detectors, export, predict
 from awing_jax.decode import decode_heatmaps
 from awing_jax.landmarks import get_scheme
 from awing_jax.models import create_model
@@ -128,7 +128,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 def test_landmarks_come_back_to_the_photo_exactly(photo):
     image, truth, boxes = photo
-    landmarks = _oracle_predictor(truth, boxes, image).predict(image, boxes)
+    landmarks = _oracle_predictor(truth, boxes, image).predict(image, boxes, refine=0)
     assert landmarks.shape == (2, 68, 2)
     np.testing.assert_allclose(landmarks, truth, atol=1e-2)
 
@@ -145,8 +145,8 @@ def _bilinear(heatmap: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 def test_boundary_comes_back_onto_the_true_curves(photo):
     image, truth, boxes = photo
     predictor = _oracle_predictor(truth, boxes, image)
-    result = predictor.run(image, boxes)
-    boundary = predictor.boundary_map(image, boxes)
+    result = predictor.run(image, boxes, refine=0)
+    boundary = predictor.boundary_map(image, boxes, refine=0)
     assert boundary.shape == CANVAS and boundary.dtype == np.float32
     on_curves = sorted({i for group in get_scheme("300w").boundary_groups for i in group})
     x, y = np.round(truth[:, on_curves]).astype(int).transpose(2, 0, 1)
@@ -173,7 +173,7 @@ def test_no_boxes_means_no_faces(photo):
 
 def test_bundled_face_detector_finds_a_face(photo):
     image, truth, _ = photo
-    boxes = predict.detect_faces(image)  # OpenCV's bundled frontal-face Haar cascade
+    boxes = predict.detect_faces(image, "haar")  # OpenCV's bundled frontal-face Haar cascade
     assert boxes.ndim == 2 and boxes.shape[1] == 4 and np.all(boxes[:, 2:] > boxes[:, :2])
     # Some detection covers a true face: it holds the landmarks' centre and has a comparable size.
     centres = [(t.min(0) + t.max(0)) / 2 for t in truth]
@@ -186,7 +186,7 @@ def test_bundled_face_detector_finds_a_face(photo):
 
 def test_missing_detector_is_a_clear_error(photo, monkeypatch):
     image, _, _ = photo
-    monkeypatch.setattr(predict, "_bundled_cascade", lambda: None)
+    monkeypatch.setattr(detectors, "available", lambda: [])
     with pytest.raises(predict.FaceDetectorUnavailable, match="give the face boxes"):
         predict.detect_faces(image)
     with pytest.raises(FileNotFoundError, match=r"missing\.onnx"):
@@ -210,7 +210,7 @@ def test_checkpoint_predictor_matches_its_model(tiny_checkpoint, photo):
     crops, matrices = predictor.crop_faces(image, boxes)
     stacks = predictor.heatmaps(crops / 255.0)
     assert len(stacks) == 2 and stacks[-1].shape == (2, 8, 8, 69)
-    result = predictor.run(image, boxes)
+    result = predictor.run(image, boxes, refine=0)
     # Two programs, the same network: float32 rounding apart (values ~10; on CPU the 3x3
     # convolutions are Winograd products, whose rounding depends on how XLA fuses each program).
     np.testing.assert_allclose(result.boundaries, stacks[-1][..., -1], atol=1e-4)
