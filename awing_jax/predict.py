@@ -366,6 +366,25 @@ class Predictor:
         pending.clear()
         return out
 
+    def video(self, source, **options):
+        """Yields ``(frame, awing_jax.video.FrameResult)`` for every frame of a video file (or
+        an iterable of (frame RGB uint8, time s)): tracked, smoothed landmarks. ``options``:
+        those of :class:`awing_jax.video.FaceTracker` (detector, refine, min_confidence,
+        redetect_every, smoothing, angles, min_face)."""
+        from awing_jax import video
+
+        frames = video.read_video(source)[0] if isinstance(source, str | os.PathLike) else source
+        return video.track_frames(self, frames, **options)
+
+    def align(self, image: np.ndarray, landmarks, size: int = 112):
+        """((N, size, size, 3) aligned faces, (N, 2, 3) similarities) for landmarks (N, L, 2)
+        (or a :class:`FacePrediction`) of this predictor's scheme (:mod:`awing_jax.align`)."""
+        from awing_jax import align
+
+        if isinstance(landmarks, FacePrediction):
+            landmarks = landmarks.landmarks
+        return align.align_faces(image, landmarks, self.scheme, size)
+
     def predict(self, image: np.ndarray, boxes=None, *, detector=None, **kwargs) -> np.ndarray:
         """(N, L, 2) landmarks in photo pixels of the faces in ``boxes`` (or detected ones);
         ``kwargs`` as for :meth:`run`."""

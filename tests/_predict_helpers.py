@@ -1,0 +1,36 @@
+"""What the prediction tests share: a tiny randomly initialised checkpoint on disk."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from awing_jax import convert
+from awing_jax.models import create_model
+from configs import tiny
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def write_tiny_checkpoint(workdir: str, seed: int = 0) -> str:
+    """A workdir with configs/tiny.py's model (1 stack, 16 features, 32² input), random weights
+    scaled so that activations stay of order one."""
+    config = tiny.get_config()
+    model = create_model(config, bn_axis_name=None)
+    size = config.input_size
+    shapes = jax.eval_shape(
+        lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False))
+    rng = np.random.default_rng(seed)
+
+    def fill(path, leaf):
+        name = path[-1].key
+        if name == "kernel":
+            return (rng.normal(size=leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1]))
+                    ).astype(np.float32)
+        if name in ("scale", "var"):
+            return rng.uniform(0.8, 1.2, leaf.shape).astype(np.float32)
+        return (0.1 * rng.normal(size=leaf.shape)).astype(np.float32)
+
+    convert.write_checkpoint(jax.tree_util.tree_map_with_path(fill, shapes), config, workdir)
+    return workdir
