@@ -219,6 +219,19 @@ def _as_rgb(image) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def check(detector: str) -> str:
+    """``detector`` if it names a detector of :data:`DETECTORS` or an existing model file;
+    otherwise a ValueError (unknown name) or FileNotFoundError (missing file) that says so."""
+    name = str(detector)
+    if name not in DETECTORS:
+        if not name.endswith((".xml", ".onnx")):
+            raise ValueError(f"unknown face detector {name!r}: use one of {', '.join(DETECTORS)} "
+                             "or a model file (.xml cascade, .onnx YuNet)")
+        if not os.path.isfile(name):
+            raise FileNotFoundError(f"no such face detector file: {name}")
+    return name
+
+
 def detect(image: np.ndarray, detector: str | None = None, *, angles: Sequence[float] = (0.0,),
            min_face: float | None = None) -> Detections:
     """Faces in an RGB photo, with the detector's scores.
@@ -238,13 +251,7 @@ def detect(image: np.ndarray, detector: str | None = None, *, angles: Sequence[f
         boxes = np.asarray(detector(image), np.float64).reshape(-1, 4)
         order = np.argsort(boxes[:, 0], kind="stable")
         return Detections(boxes[order], np.ones(len(boxes)), getattr(detector, "__name__", "fn"))
-    name = default_detector() if detector is None else str(detector)
-    if name not in DETECTORS:
-        if not name.endswith((".xml", ".onnx")):
-            raise ValueError(f"unknown face detector {name!r}: use one of {', '.join(DETECTORS)} "
-                             "or a model file (.xml cascade, .onnx YuNet)")
-        if not os.path.isfile(name):
-            raise FileNotFoundError(f"no such face detector file: {name}")
+    name = default_detector() if detector is None else check(detector)
     if min_face is None:
         min_face = max(20.0, min(image.shape[:2]) / 20)
     all_boxes, all_scores = [], []

@@ -34,6 +34,8 @@ from awing_jax.models import create_model
 STRIDE = 4
 HEATMAP_OFFSET = (STRIDE - 1) / 2.0
 HAAR_CASCADE = detectors.HAAR_CASCADE
+# First-pass crop sizes (multiples of the box scale) when refining; see Predictor.run_batch.
+SEARCH_SCALES = (1.0, 1.3, 1.6)
 FaceDetectorUnavailable = detectors.FaceDetectorUnavailable
 
 
@@ -220,10 +222,12 @@ class Predictor:
         return (np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8),
                 np.stack(matrices) if matrices else np.zeros((0, 2, 3)))
 
-    def _crop_matrix(self, box, landmarks=None) -> np.ndarray:
-        """The photo -> input matrix of the checkpoint's crop protocol for one face."""
+    def _crop_matrix(self, box, landmarks=None, scale: float = 1.0) -> np.ndarray:
+        """The photo -> input matrix of the checkpoint's crop protocol for one face
+        (``scale`` multiplies the box scale)."""
         return crop.crop_matrix(getattr(self, "crop_protocol", "face_square"), box,
-                                self.input_size, box_scale=self.box_scale, landmarks=landmarks)
+                                self.input_size, box_scale=self.box_scale * scale,
+                                landmarks=landmarks)
 
     def refined_matrices(self, landmarks) -> np.ndarray:
         """(N, 2, 3) the crops of the "GT box" path for faces with landmarks (N, L, 2): the crop
@@ -279,7 +283,8 @@ class Predictor:
         return photo, confidence, boundaries
 
     def run_batch(self, images, boxes=None, *, detector=None, refine: int = 1,
-                  angles=(0.0,), min_face: float | None = None) -> list[FacePrediction]:
+                  search_scales=SEARCH_SCALES, angles=(0.0,), min_face: float | None = None
+                  ) -> list[FacePrediction]:
         """:meth:`run` on several photos, their faces batched together through the model.
 
         Args:
@@ -289,9 +294,19 @@ class Predictor:
           refine: passes of re-cropping each face from its predicted landmarks (the crop
             protocol on their extent, :meth:`refined_matrices`) and predicting again; 0 keeps the
             first prediction from the given or detected box.
+          search_scales: with ``refine`` > 0, each face is predicted once per scale here: its
+            first crop at that multiple of the protocol's box scale, then the refine passes;
+            the most confident result (mean heatmap peak of the last pass) is kept. A box too
+            small, too large or off centre for the model then still has a first crop that holds
+            the whole face near the trained size. Cost: ``len(search_scales) * (1 + refine)``
+            model passes per face. With ``refine=0`` the face is predicted from the protocol's
+            crop of its box alone.
         """
         if refine < 0:
             raise ValueError(f"refine must be >= 0, got {refine}")
+        search_scales = tuple(float(v) for v in search_scales)
+        if not search_scales or min(search_scales) <= 0:
+            raise ValueError(f"search_scales must be positive numbers, got {search_scales}")
         images = [np.asarray(image) for image in images]
         for i, image in enumerate(images):
             if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
@@ -308,12 +323,23 @@ class Predictor:
             per_image.append(np.asarray(found, dtype=np.float64).reshape(-1, 4))
         owners = np.array([i for i, b in enumerate(per_image) for _ in b], dtype=int)
         all_boxes = np.concatenate(per_image) if per_image else np.zeros((0, 4))
-        matrices = np.stack([self._crop_matrix(b) for b in all_boxes]
-                            ) if len(all_boxes) else np.zeros((0, 2, 3))
-        landmarks, confidence, boundaries = self.predict_crops(images, owners, matrices)
-        for _ in range(refine):
-            matrices = self.refined_matrices(landmarks)
+        best = None
+        for scale in search_scales if refine else (1.0,):
+            matrices = np.stack([self._crop_matrix(b, scale=scale) for b in all_boxes]
+                                ) if len(all_boxes) else np.zeros((0, 2, 3))
             landmarks, confidence, boundaries = self.predict_crops(images, owners, matrices)
+            for _ in range(refine):
+                matrices = self.refined_matrices(landmarks)
+                landmarks, confidence, boundaries = self.predict_crops(images, owners, matrices)
+            trial = (matrices, landmarks, confidence, boundaries)
+            if best is None:
+                best = [None if x is None else np.array(x) for x in trial]  # copies
+                continue
+            better = np.nanmean(confidence, axis=1) > np.nanmean(best[2], axis=1)
+            for k in range(4):
+                if best[k] is not None:
+                    best[k][better] = trial[k][better]
+        matrices, landmarks, confidence, boundaries = best
         out = []
         for i, image_boxes in enumerate(per_image):
             sel = owners == i
@@ -323,21 +349,24 @@ class Predictor:
         return out
 
     def run(self, image: np.ndarray, boxes=None, *, detector=None, refine: int = 1,
-            angles=(0.0,), min_face: float | None = None) -> FacePrediction:
+            search_scales=SEARCH_SCALES, angles=(0.0,), min_face: float | None = None
+            ) -> FacePrediction:
         """Landmarks and boundary heatmaps of the faces in ``boxes``, or of the detected ones.
 
         Args:
           image: (H, W, 3) uint8 RGB photo (:func:`read_image` or :func:`to_rgb8` make one).
           boxes: (N, 4) ``(x1, y1, x2, y2)`` face boxes in photo pixels, or None to detect.
           detector: detector for :func:`detect_faces` (when ``boxes`` is None).
-          refine: re-crop passes from the predicted landmarks (see :meth:`run_batch`).
+          refine, search_scales: re-crop passes from the predicted landmarks and the first
+            pass's crop sizes (see :meth:`run_batch`).
           angles, min_face: see :func:`awing_jax.detectors.detect`.
         """
         return self.run_batch([image], None if boxes is None else [boxes], detector=detector,
-                              refine=refine, angles=angles, min_face=min_face)[0]
+                              refine=refine, search_scales=search_scales, angles=angles,
+                              min_face=min_face)[0]
 
-    def run_many(self, items, *, detector=None, refine: int = 1, angles=(0.0,),
-                 min_face: float | None = None):
+    def run_many(self, items, *, detector=None, refine: int = 1, search_scales=SEARCH_SCALES,
+                 angles=(0.0,), min_face: float | None = None):
         """Yields ``(key, FacePrediction)`` for an iterable of ``(key, photo)``, in order, faces
         of consecutive photos batched together (up to ``batch_size`` faces per model call).
 
@@ -353,15 +382,15 @@ class Predictor:
                 image = _Detected(image, found)
             pending.append((key, image))
             if faces >= self.batch_size:
-                yield from self._flush_detected(pending, refine)
+                yield from self._flush_detected(pending, refine, search_scales)
                 faces = 0
         if pending:
-            yield from self._flush_detected(pending, refine)
+            yield from self._flush_detected(pending, refine, search_scales)
 
-    def _flush_detected(self, pending, refine):
+    def _flush_detected(self, pending, refine, search_scales):
         good = [im for _, im in pending if not isinstance(im, BaseException)]
         results = iter(self.run_batch([d.image for d in good], [d.boxes for d in good],
-                                      refine=refine))
+                                      refine=refine, search_scales=search_scales))
         out = [(k, im if isinstance(im, BaseException) else next(results)) for k, im in pending]
         pending.clear()
         return out

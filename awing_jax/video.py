@@ -11,8 +11,8 @@ after a track is lost: when its mean landmark confidence (heatmap peak) drops un
 ``min_confidence`` or its landmarks' centre leaves the frame.
 
 Smoothing: a One-Euro filter (Casiraghi, Roussel, Vogel, CHI 2012) per coordinate, in units of
-the face's size (the side of its landmarks' extent when its track started) so that the parameters do not depend on the
-resolution: a low-pass whose cut-off frequency rises with the landmarks' speed,
+the face's size (the side of its landmarks' extent when its track started) so that the parameters
+do not depend on the resolution: a low-pass whose cut-off frequency rises with the landmarks' speed,
 ``cutoff = min_cutoff + beta * |speed|`` (Hz; speed in face sizes per second). A still face is
 smoothed at ``min_cutoff``; a moving one is followed with little lag. ``smooth=False`` returns the
 raw per-frame landmarks. Tracks are smoothed separately; a new track starts its filter afresh.

@@ -1,13 +1,14 @@
 """Face detectors side by side on real photographs: recall, false positives, speed, install size.
 
-    python -m bench.detectors [--reps 5] [--detectors dlib-hog,dlib-cnn,haar] [--angles "0;0,-30,30"]
-        [--min_faces auto,40]
+    python -m bench.detectors [--reps 5] [--detectors dlib-hog,dlib-cnn,haar]
+        [--angles "0;0,-30,30"] [--min_faces auto,40]
 
 Photos: the hand-annotated faces of ``tests/real_faces.py`` (scikit-image's ``astronaut`` and
 ``camera``, Matplotlib's ``grace_hopper``) as shipped, then tilted ±30° and shrunk to 30 px faces,
 and twelve photos without a person. A face is found when a detection overlaps its box by IoU >= 0.3;
 every other detection is a false positive. Each detector runs at each ``--angles`` set and each
-``--min_faces`` (smallest face side sought, px; ``auto`` = the default, 1/20 of the shorter side). Speed: the median of ``--reps`` detections (after a
+``--min_faces`` (smallest face side sought, px; ``auto`` = the default, 1/20 of the shorter
+side). Speed: the median of ``--reps`` detections (after a
 warm-up) on ``astronaut`` resized to 640 x 640, each detector in turn in one process, so a load
 change on a shared machine hits them alike. Install size: the files the detector's wheels install
 (from their RECORD), beyond OpenCV and NumPy, which the project needs anyway.
@@ -74,8 +75,8 @@ def main() -> None:
     print(f"cv2 {cv2.__version__}; {len(plain)} photos ({sum(len(t) for *_, t in plain)} faces), "
           f"{len(hard)} derived photos ({sum(len(t) for *_, t in hard)} faces); "
           f"load average {os.getloadavg()[0]:.1f}")
-    print("| detector | angles | min face | faces found (as shipped) | tilted ±30° / 30 px faces found | "
-          "false positives (all photos) | ms / 640² photo | install MB | missed |")
+    print("| detector | angles | min face | faces found (as shipped) | tilted ±30° / 30 px faces "
+          "found | false positives (all photos) | ms / 640² photo | install MB | missed |")
     print("|---|---|---|---:|---:|---:|---:|---:|---|")
     for name in names:
         size = install_mb(WHEELS.get(name, ()))

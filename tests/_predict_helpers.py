@@ -34,3 +34,15 @@ def write_tiny_checkpoint(workdir: str, seed: int = 0) -> str:
 
     convert.write_checkpoint(jax.tree_util.tree_map_with_path(fill, shapes), config, workdir)
     return workdir
+
+
+def main_in_process(*args) -> int:
+    """The command line's ``main`` in this process (its flags restored afterwards)."""
+    from absl.testing import flagsaver
+
+    from awing_jax.cli import predict as cli
+
+    with flagsaver.flagsaver():
+        for name in ("image", "box"):  # repeatable flags: start empty
+            cli.FLAGS[name].value = []
+        return cli.main(cli.FLAGS(["predict.py", *args]))

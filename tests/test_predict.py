@@ -260,14 +260,16 @@ def test_command_line_writes_json_and_overlay(tiny_checkpoint, photo, tmp_path):
     assert run.returncode == 0, run.stderr
     report = json.loads((tmp_path / "out.json").read_text())
     assert report["scheme"] == "300w" and report["num_landmarks"] == 68
-    assert report["image_size"] == [CANVAS[1], CANVAS[0]] and report["boxes_from"] == "given"
-    assert len(report["faces"]) == 2
-    used_boxes = np.asarray([face["box"] for face in report["faces"]], np.float64)
+    assert len(report["files"]) == 1
+    entry = report["files"][0]
+    assert entry["image_size"] == [CANVAS[1], CANVAS[0]] and entry["boxes_from"] == "given"
+    assert len(entry["faces"]) == 2
+    used_boxes = np.asarray([face["box"] for face in entry["faces"]], np.float64)
     np.testing.assert_allclose(used_boxes, boxes, atol=0.01)
     # The command's landmarks are the library's for the same photo and boxes (up to float32
     # rounding of two separately compiled programs, amplified by the sub-pixel decoder).
     expected = predict.Predictor(workdir).predict(image, used_boxes)
-    for face, want in zip(report["faces"], expected, strict=True):
+    for face, want in zip(entry["faces"], expected, strict=True):
         points = np.asarray(face["landmarks"])
         assert points.shape == (68, 2)
         np.testing.assert_allclose(points, want, atol=2e-3)  # the JSON keeps 3 decimals

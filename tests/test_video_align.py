@@ -8,8 +8,6 @@ face, as a real model's heatmap peaks do.
 """
 
 import json
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -17,7 +15,7 @@ import pytest
 
 from awing_jax import align, crop, predict, video
 from datasets.synthetic_faces import render
-from tests._predict_helpers import REPO, write_tiny_checkpoint
+from tests._predict_helpers import main_in_process, write_tiny_checkpoint
 
 FRAME = (96, 128)   # height, width
 FACE = 48           # rendered face side
@@ -49,7 +47,7 @@ def _frames(face, path, seed=0):
                                borderMode=cv2.BORDER_TRANSPARENT)
         noise = rng.normal(0, 4, frame.shape)
         frames.append(np.clip(frame + noise, 0, 255).astype(np.uint8))
-        truth.append(points + [x, y])
+        truth.append(points + np.array([x, y]))
     return frames, np.stack(truth)
 
 
@@ -162,15 +160,15 @@ def test_face_leaving_is_dropped_and_found_again(face, tmp_path):
 
 
 def test_bad_videos_are_named(face, tmp_path):
-    with pytest.raises(FileNotFoundError, match="absent.mp4"):
+    with pytest.raises(FileNotFoundError, match=r"absent\.mp4"):
         video.read_video(str(tmp_path / "absent.mp4"))
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video at all" * 10)
-    with pytest.raises(ValueError, match="junk.mp4"):
+    with pytest.raises(ValueError, match=r"junk\.mp4"):
         video.read_video(str(junk))
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
-    with pytest.raises(ValueError, match="empty.mp4"):
+    with pytest.raises(ValueError, match=r"empty\.mp4"):
         video.read_video(str(empty))
     # A video without faces: an empty result for every frame, no error.
     blank = [np.full((*FRAME, 3), 110, np.uint8)] * 5
@@ -228,24 +226,21 @@ def test_scheme_without_the_five_points_cannot_align(monkeypatch):
         align.five_points(np.zeros((29, 2)), "cofw")
 
 
-def test_cli_video_end_to_end(face, tmp_path, tiny_workdir):
+def test_cli_video_end_to_end(face, tmp_path, tiny_workdir, capsys):
     frames, _ = _frames(face, [(40.0 + i, 24.0) for i in range(6)])
     clip = tmp_path / "clip.mp4"
     _write_video(clip, frames)
     out, report = tmp_path / "overlay.mp4", tmp_path / "clip.json"
-    run = subprocess.run(
-        [sys.executable, "predict.py", f"--checkpoint={tiny_workdir}", f"--video={clip}",
-         "--detector=haar", f"--out={out}", f"--json={report}", "--noprogress",
-         "--min_confidence=0"], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert run.returncode in (0, 1), run.stderr
+    status = main_in_process(f"--checkpoint={tiny_workdir}", f"--video={clip}", "--detector=haar",
+                             f"--out={out}", f"--json={report}", "--noprogress",
+                             "--min_confidence=0")
+    assert status in (0, 1), capsys.readouterr().err
     data = json.loads(report.read_text())
     assert [f["frame"] for f in data["frames"]] == list(range(6))
     assert data["smoothing"]["enabled"] is True and data["frame_size"] == [FRAME[1], FRAME[0]]
     frames_back = list(video.read_video(str(out))[0])
     assert len(frames_back) == 6 and frames_back[0][0].shape == (*FRAME, 3)
-    bad = subprocess.run(
-        [sys.executable, "predict.py", f"--checkpoint={tiny_workdir}",
-         f"--video={tmp_path / 'nothing.mp4'}"], cwd=REPO, capture_output=True, text=True,
-        timeout=300)
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error:")
-    assert "nothing.mp4" in bad.stderr
+    capsys.readouterr()
+    status = main_in_process(f"--checkpoint={tiny_workdir}", f"--video={tmp_path / 'nothing.mp4'}")
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert status == 2 and last.startswith("error:") and "nothing.mp4" in last

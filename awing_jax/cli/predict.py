@@ -1,4 +1,4 @@
-"""Predicts the landmarks of the faces in photos or a video; writes overlays, JSON, CSV, aligned faces.
+"""Landmarks of the faces in photos or a video; overlays, JSON, CSV and aligned faces.
 
     python predict.py --checkpoint runs/wflw --image photo.jpg --out o.png --json o.json
     python predict.py --checkpoint runs/wflw --image photos/ --image "more/*.jpg" --json all.json \\
@@ -311,7 +311,7 @@ def main(argv):
     retain_freed_memory()  # reuse freed host memory across steps (see awing_jax/runtime.py)
     use_compilation_cache()  # compiled programs kept on disk for the next run
 
-    from awing_jax import predict
+    from awing_jax import detectors, predict
 
     try:
         align = None
@@ -326,6 +326,8 @@ def main(argv):
         if FLAGS.refine < 0 or FLAGS.batch_size < 1:
             raise ValueError("--refine must be >= 0 and --batch_size >= 1")
         boxes = [parse_box(text) for text in FLAGS.box] or None
+        if FLAGS.detector is not None and not boxes:
+            detectors.check(FLAGS.detector)
         files = expand_images(FLAGS.image) if FLAGS.image else []
         if boxes is not None and len(files) != 1:
             raise ValueError(f"--box applies to one photo; --image gave {len(files)}")
