@@ -118,17 +118,20 @@ class FaceTracker:
     Args:
       predictor: an :class:`awing_jax.predict.Predictor`.
       detector, angles, min_face: how to find faces (:func:`awing_jax.predict.detect_faces`).
-      refine: refine passes for a newly detected face.
+      refine, search_scales: refine passes and first-crop sizes for a newly detected face
+        (:meth:`awing_jax.predict.Predictor.run_batch`).
       min_confidence: a track whose mean landmark confidence falls below is dropped.
       redetect_every: run the detector every this many frames too (0: only when needed).
       smoothing: :class:`Smoothing` parameters.
     """
 
-    def __init__(self, predictor, *, detector=None, refine: int = 1, angles=(0.0,),
+    def __init__(self, predictor, *, detector=None, refine: int = 1,
+                 search_scales=(1.0, 1.3, 1.6), angles=(0.0,),
                  min_face: float | None = None, min_confidence: float = 0.2,
                  redetect_every: int = 0, smoothing: Smoothing = Smoothing()):
         self.predictor = predictor
         self.detector, self.refine, self.angles, self.min_face = detector, refine, angles, min_face
+        self.search_scales = tuple(search_scales)
         self.min_confidence = float(min_confidence)
         self.redetect_every = int(redetect_every)
         self.smoothing = smoothing
@@ -166,7 +169,8 @@ class FaceTracker:
                 t[0] <= (b[0] + b[2]) / 2 <= t[2] and t[1] <= (b[1] + b[3]) / 2 <= t[3]
                 for t in tracked)]
             if fresh:
-                found = p.run(frame, np.stack(fresh), refine=self.refine)
+                found = p.run(frame, np.stack(fresh), refine=self.refine,
+                              search_scales=self.search_scales)
                 for points, conf in zip(found.landmarks, found.confidence, strict=True):
                     if np.nanmean(conf) >= self.min_confidence:
                         size = float(np.max(points.max(0) - points.min(0)))

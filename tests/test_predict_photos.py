@@ -17,7 +17,8 @@ import pytest
 
 from awing_jax import crop, detectors, predict
 from tests import real_faces
-from tests._predict_helpers import REPO, main_in_process as _main, write_tiny_checkpoint
+from tests._predict_helpers import REPO, write_tiny_checkpoint
+from tests._predict_helpers import main_in_process as _main
 
 pytest.importorskip("skimage")
 
@@ -230,6 +231,7 @@ def test_command_line_on_a_folder_writes_json_csv_overlays_and_aligned_faces(tin
     (["--image={tmp}/face.png", "--box=1,2,3"], "--box"),
     (["--image={tmp}/face.png", "--align", "4", "{tmp}/a"], "--align"),
     (["--image={tmp}/face.png", "--detector=yolo"], "unknown face detector"),
+    (["--image={tmp}/face.png", "--search_scales=1,0"], "--search_scales"),
 ])
 def test_command_line_bad_input_is_one_error_line(tiny_workdir, tmp_path, args, message,
                                                   capsys):

@@ -53,6 +53,8 @@ flags.DEFINE_list("angles", ["0"], "Also scan the photo rotated by these degrees
 flags.DEFINE_float("min_face", None, "Smallest face side to detect, px (default 1/20 of the "
                    "shorter side, at least 20).")
 flags.DEFINE_integer("refine", 1, "Passes of re-cropping from the predicted landmarks.")
+flags.DEFINE_list("search_scales", ["1", "1.3", "1.6"], "With --refine > 0: first-crop sizes "
+                  "(multiples of the box scale) tried per face; the most confident is kept.")
 flags.DEFINE_integer("batch_size", 32, "Faces per model call.")
 flags.DEFINE_string("out", None, "Overlay: an image (one photo), a folder (several), or an .mp4 "
                     "(--video).")
@@ -143,8 +145,17 @@ def _progress(iterable, total, unit):
 
 
 def _options():
-    angles = [float(a) for a in FLAGS.angles]
-    return {"detector": FLAGS.detector, "angles": tuple(angles), "min_face": FLAGS.min_face}
+    try:
+        angles = tuple(float(a) for a in FLAGS.angles)
+        scales = tuple(float(a) for a in FLAGS.search_scales)
+    except ValueError:
+        raise ValueError(f"--angles {','.join(FLAGS.angles)} / --search_scales "
+                         f"{','.join(FLAGS.search_scales)}: expected numbers") from None
+    if not scales or min(scales) <= 0:
+        raise ValueError(f"--search_scales {','.join(FLAGS.search_scales)}: expected positive "
+                         "numbers")
+    return {"detector": FLAGS.detector, "angles": angles, "min_face": FLAGS.min_face,
+            "search_scales": scales}
 
 
 def run_images(predictor, files, boxes, align) -> int:
@@ -171,7 +182,8 @@ def run_images(predictor, files, boxes, align) -> int:
     if boxes is not None:  # one photo, given boxes
         path = files[0]
         image = predict.read_image(path)
-        results = [(path, predictor.run(image, boxes, refine=FLAGS.refine))]
+        results = [(path, predictor.run(image, boxes, refine=FLAGS.refine,
+                                        search_scales=_options()["search_scales"]))]
         images = {path: image}
     else:
         images = {}
@@ -328,6 +340,7 @@ def main(argv):
         boxes = [parse_box(text) for text in FLAGS.box] or None
         if FLAGS.detector is not None and not boxes:
             detectors.check(FLAGS.detector)
+        _options()  # checks --angles and --search_scales
         files = expand_images(FLAGS.image) if FLAGS.image else []
         if boxes is not None and len(files) != 1:
             raise ValueError(f"--box applies to one photo; --image gave {len(files)}")

@@ -1,0 +1,72 @@
+"""Faces per second through ``Predictor.run_batch`` (crop, model, decode, map back), FAN-4.
+
+    python -m bench.predict_throughput [--faces 8] [--batch 8] [--reps 3] [--tiny]
+
+A randomly initialised model of configs/wflw.py (FAN, 4 stacks, 256 features, 256² input, 98
+landmarks; ``--tiny``: configs/tiny.py) written as a checkpoint and loaded by ``Predictor``, the
+way ``predict.py`` runs. Photos: scikit-image's ``astronaut`` with its hand-annotated face box,
+``--faces`` copies (the detector is left out: see bench/detectors.py). Each setting is timed
+``--reps`` times after a warm-up (compilation), median reported: no refinement; one refine pass;
+one refine pass after the default search over first-crop scales (``predict.SEARCH_SCALES``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from awing_jax import convert, predict
+from awing_jax.models import create_model
+from configs import tiny, wflw
+from tests import real_faces
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--faces", type=int, default=8)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--tiny", action="store_true")
+    args = p.parse_args()
+    config = (tiny if args.tiny else wflw).get_config()
+    model = create_model(config, bn_axis_name=None)
+    size = config.input_size
+    variables = jax.jit(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)),
+                                           train=False))()
+    with tempfile.TemporaryDirectory() as workdir:
+        convert.write_checkpoint(variables, config, workdir)
+        predictor = predict.Predictor(workdir)
+    predictor.batch_size = args.batch
+    photo = real_faces.load("astronaut")
+    box = np.array(real_faces.FACE_BOXES["astronaut"])
+    images = [photo] * args.faces
+    boxes = [box] * args.faces
+    print(f"model: {config.model.num_stacks} stacks, {config.model.features} features, "
+          f"{size}² input, {predictor.num_landmarks} landmarks; {args.faces} faces, batch "
+          f"{args.batch}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print("| setting | model passes per face | s per run (median) | faces/s |")
+    print("|---|---:|---:|---:|")
+    settings = [("refine 0", {"refine": 0}, 1),
+                ("refine 1, no search", {"refine": 1, "search_scales": (1.0,)}, 2),
+                (f"refine 1, search {predict.SEARCH_SCALES} (default)", {"refine": 1},
+                 2 * len(predict.SEARCH_SCALES))]
+    for name, kwargs, passes in settings:
+        predictor.run_batch(images, boxes, **kwargs)  # warm-up: compiles the batch shapes
+        times = []
+        for _ in range(args.reps):
+            start = time.perf_counter()
+            predictor.run_batch(images, boxes, **kwargs)
+            times.append(time.perf_counter() - start)
+        t = statistics.median(times)
+        print(f"| {name} | {passes} | {t:.2f} | {args.faces / t:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
