@@ -65,9 +65,27 @@ def main() -> None:
     p.add_argument("--angles", default="0;0,-30,30",
                    help="';'-separated angle sets to compare, each ','-separated degrees")
     p.add_argument("--min_faces", default="auto", help="','-separated: auto or pixels")
+    p.add_argument("--speed_only", action="store_true", help="time the 640² photo only, every "
+                   "detector in turn each repetition (side by side under the same load)")
     args = p.parse_args()
     min_faces = [None if m == "auto" else float(m) for m in args.min_faces.split(",")]
     names = args.detectors.split(",")
+    if args.speed_only:
+        photo = cv2.resize(real_faces.load("astronaut"), (640, 640))
+        times = {n: [] for n in names}
+        for n in names:
+            detectors.detect_faces(photo, n)  # warm-up (model load)
+        for _ in range(args.reps):
+            for n in names:
+                start = time.perf_counter()
+                detectors.detect_faces(photo, n)
+                times[n].append(time.perf_counter() - start)
+        base = statistics.median(times[names[-1]])
+        print(f"load average {os.getloadavg()[0]:.1f}; median of {args.reps}, default settings")
+        for n in names:
+            t = statistics.median(times[n])
+            print(f"{n}: {1000 * t:.0f} ms per 640² photo ({t / base:.1f}x {names[-1]})")
+        return
     angle_sets = [tuple(float(a) for a in s.split(",")) for s in args.angles.split(";")]
     plain = real_faces.cases()
     hard = real_faces.hard_cases()

@@ -8,8 +8,6 @@ misplacement in its crop, as a network trained on well-placed crops does.
 
 import csv
 import json
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -17,8 +15,8 @@ import pytest
 
 from awing_jax import crop, detectors, predict
 from tests import real_faces
-from tests._predict_helpers import REPO, write_tiny_checkpoint
 from tests._predict_helpers import main_in_process as _main
+from tests._predict_helpers import write_tiny_checkpoint
 
 pytest.importorskip("skimage")
 
@@ -180,13 +178,8 @@ def test_awkward_images_are_read_as_rgb8(tmp_path):
             assert predict.detect_faces(one, name).shape == (0, 4)
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "predict.py", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
-
-
 def test_command_line_on_a_folder_writes_json_csv_overlays_and_aligned_faces(tiny_workdir,
-                                                                             tmp_path):
+                                                                             tmp_path, capsys):
     photos = tmp_path / "photos"
     photos.mkdir()
     for name in ("astronaut", "grace_hopper"):
@@ -195,13 +188,14 @@ def test_command_line_on_a_folder_writes_json_csv_overlays_and_aligned_faces(tin
     cv2.imwrite(str(photos / "grey.png"), real_faces.load("coffee")[..., 0])  # no face
     (photos / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     out = tmp_path / "out"
-    run = _cli(f"--checkpoint={tiny_workdir}", f"--image={photos}", "--detector=haar",
-               f"--json={tmp_path / 'all.json'}", f"--csv={tmp_path / 'all.csv'}",
-               f"--out={out}", "--batch_size=2", "--noprogress", "--align", "64",
-               str(tmp_path / "aligned"))
+    status = _main(f"--checkpoint={tiny_workdir}", f"--image={photos}", "--detector=haar",
+                   f"--json={tmp_path / 'all.json'}", f"--csv={tmp_path / 'all.csv'}",
+                   f"--out={out}", "--batch_size=2", "--noprogress", "--align", "64",
+                   str(tmp_path / "aligned"))
     # The broken file is named on an error line and makes the status 2; the others are done.
-    assert run.returncode == 2, run.stderr
-    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    err = capsys.readouterr().err
+    assert status == 2, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "broken.jpg" in errors[0]
     report = json.loads((tmp_path / "all.json").read_text())
     files = {r["file"].rsplit("/", 1)[-1]: r for r in report["files"]}
