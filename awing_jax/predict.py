@@ -412,7 +412,7 @@ class Predictor:
 
         if isinstance(landmarks, FacePrediction):
             landmarks = landmarks.landmarks
-        return align.align_faces(image, landmarks, self.scheme, size)
+        return align.align_faces(image, landmarks, self.landmark_scheme, size)
 
     def predict(self, image: np.ndarray, boxes=None, *, detector=None, **kwargs) -> np.ndarray:
         """(N, L, 2) landmarks in photo pixels of the faces in ``boxes`` (or detected ones);

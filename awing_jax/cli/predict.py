@@ -289,7 +289,8 @@ def run_video(predictor, align) -> int:
     if FLAGS.json:
         report = {"video": FLAGS.video, "fps": fps, "frame_size": [width, height],
                   "scheme": predictor.scheme, "num_landmarks": predictor.num_landmarks,
-                  "point_names": _point_names(predictor), "refine": FLAGS.refine, "detector": FLAGS.detector or "default",
+                  "point_names": _point_names(predictor), "refine": FLAGS.refine,
+                  "detector": FLAGS.detector or "default",
                   "smoothing": {"enabled": FLAGS.smooth, "min_cutoff": FLAGS.min_cutoff,
                                 "beta": FLAGS.beta, "d_cutoff": FLAGS.d_cutoff},
                   "frames": entries}
@@ -353,7 +354,7 @@ def main(argv):
             from awing_jax import align as align_module
 
             align_module.five_points(
-                [[[0.0, 0.0]] * predictor.num_landmarks], predictor.scheme)  # scheme check
+                [[[0.0, 0.0]] * predictor.num_landmarks], predictor.landmark_scheme)  # check
         if FLAGS.video:
             return run_video(predictor, align)
         return run_images(predictor, files, boxes, align)
