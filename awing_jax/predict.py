@@ -9,9 +9,17 @@ sees the crop, its last stack's heatmaps are decoded with the config's decoder, 
 go back through the inverse of the crop matrix, so they are 0-based pixel-centre coordinates of
 the photo.
 
-Without boxes the faces are found by a detector (:func:`detect_faces`). Its boxes are not the
-boxes the model was trained with (WFLW's, 300W's, ...), so given boxes from the dataset's own
-protocol predict better.
+Without boxes the faces are found by a detector (:func:`detect_faces`, :mod:`awing_jax.detectors`).
+Its boxes are not the boxes the model was trained with (WFLW's, 300W's, ...), so by default each
+face is predicted again from the crop of its predicted landmarks (``refine`` passes, the "GT box"
+path), after trying its first crop at several sizes (``search_scales``): the landmarks then do not
+depend on where the detector put the box (BENCHMARKS.md, "Refinement"). ``refine=0`` predicts from
+the box's own crop, as evaluation does with the dataset's boxes.
+
+Several photos: :meth:`Predictor.run_batch` and :meth:`Predictor.run_many` batch their faces
+through the model; videos: :meth:`Predictor.video` (:mod:`awing_jax.video`); aligned faces:
+:meth:`Predictor.align` (:mod:`awing_jax.align`). Each face also gets a per-landmark confidence,
+its heatmap's peak value.
 """
 
 from __future__ import annotations

@@ -5,9 +5,11 @@
 A randomly initialised model of configs/wflw.py (FAN, 4 stacks, 256 features, 256² input, 98
 landmarks; ``--tiny``: configs/tiny.py) written as a checkpoint and loaded by ``Predictor``, the
 way ``predict.py`` runs. Photos: scikit-image's ``astronaut`` with its hand-annotated face box,
-``--faces`` copies (the detector is left out: see bench/detectors.py). Each setting is timed
-``--reps`` times after a warm-up (compilation), median reported: no refinement; one refine pass;
-one refine pass after the default search over first-crop scales (``predict.SEARCH_SCALES``).
+``--faces`` copies (the detector is left out: see bench/detectors.py). Settings: no refinement;
+one refine pass; one refine pass after the default search over first-crop scales
+(``predict.SEARCH_SCALES``). After a warm-up of each (compilation), every repetition runs the
+settings in turn, so that a load change on a shared machine hits them alike; medians of
+``--reps`` and each setting's time relative to ``refine 0`` are reported.
 """
 
 from __future__ import annotations
@@ -51,21 +53,25 @@ def main() -> None:
     print(f"model: {config.model.num_stacks} stacks, {config.model.features} features, "
           f"{size}² input, {predictor.num_landmarks} landmarks; {args.faces} faces, batch "
           f"{args.batch}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    print("| setting | model passes per face | s per run (median) | faces/s |")
-    print("|---|---:|---:|---:|")
+    print("| setting | model passes per face | s per run (median) | faces/s | time / refine 0 |")
+    print("|---|---:|---:|---:|---:|")
     settings = [("refine 0", {"refine": 0}, 1),
                 ("refine 1, no search", {"refine": 1, "search_scales": (1.0,)}, 2),
                 (f"refine 1, search {predict.SEARCH_SCALES} (default)", {"refine": 1},
                  2 * len(predict.SEARCH_SCALES))]
-    for name, kwargs, passes in settings:
+    for _, kwargs, _ in settings:
         predictor.run_batch(images, boxes, **kwargs)  # warm-up: compiles the batch shapes
-        times = []
-        for _ in range(args.reps):
+    times = [[] for _ in settings]
+    for _ in range(args.reps):
+        for i, (_, kwargs, _) in enumerate(settings):
             start = time.perf_counter()
             predictor.run_batch(images, boxes, **kwargs)
-            times.append(time.perf_counter() - start)
-        t = statistics.median(times)
-        print(f"| {name} | {passes} | {t:.2f} | {args.faces / t:.2f} |", flush=True)
+            times[i].append(time.perf_counter() - start)
+    base = statistics.median(times[0])
+    for (name, _, passes), ts in zip(settings, times, strict=True):
+        t = statistics.median(ts)
+        print(f"| {name} | {passes} | {t:.2f} | {args.faces / t:.2f} | {t / base:.2f} |")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
