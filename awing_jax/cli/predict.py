@@ -343,6 +343,9 @@ def main(argv):
             detectors.check(FLAGS.detector)
         _options()  # checks --angles and --search_scales
         files = expand_images(FLAGS.image) if FLAGS.image else []
+        if boxes is not None and FLAGS.video:
+            raise ValueError("--box applies to one photo, not to --video (faces are detected "
+                             "and tracked)")
         if boxes is not None and len(files) != 1:
             raise ValueError(f"--box applies to one photo; --image gave {len(files)}")
         if FLAGS.export:
