@@ -24,8 +24,11 @@ def test_compare_runs_each_framework_in_its_own_process(module):
         assert float(row.group(2)) > 0 and float(row.group(3)) > 0, out
         assert f"{name}: prepared in its own process" in out
     ratio = float(re.search(r"ratio JAX/PyTorch images/s: ([\d.]+)", out).group(1))
-    expected = float(rows["jax"].group(3)) / float(rows["torch"].group(3))
-    assert ratio == pytest.approx(expected, abs=0.006), out
+    jax_rate, torch_rate = float(rows["jax"].group(3)), float(rows["torch"].group(3))
+    expected = jax_rate / torch_rate
+    # the rates are printed rounded to 0.005 images/s, the ratio to 0.005
+    slack = expected * (0.005 / jax_rate + 0.005 / torch_rate) + 0.005
+    assert abs(ratio - expected) <= slack, out
     assert "malloc retain" in out
 
 

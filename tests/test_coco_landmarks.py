@@ -452,7 +452,12 @@ def test_five_points_train_evaluate_predict_export(five, tmp_path, capsys, xla_c
     export.export_checkpoint(workdir, path, step="latest", platforms=("cpu",))
     exported = Predictor.from_export(path)
     assert exported.landmark_scheme == scheme
-    np.testing.assert_allclose(exported.predict(photo, boxes), landmarks, atol=1e-3)
+    # One pass from the same crop: the artifact and the checkpoint differ by float rounding only.
+    np.testing.assert_allclose(exported.predict(photo, boxes, refine=0),
+                               predictor.predict(photo, boxes, refine=0), atol=1e-3)
+    # With refinement the next crop is placed from those landmarks, so rounding differences of
+    # the first pass move the second crop a little: a looser bound, still far below a pixel.
+    np.testing.assert_allclose(exported.predict(photo, boxes), landmarks, atol=1e-2)
 
 
 def test_68_points_train_with_boundary_and_evaluate(sixty_eight, tmp_path, xla_convolutions):
