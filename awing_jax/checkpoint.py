@@ -3,8 +3,9 @@
 Layout: ``WORKDIR/checkpoints/<step>/{state,data,config}``. ``state`` is the unreplicated
 :class:`awing_jax.trainer.TrainState` (one written on 8 devices restores on 1), ``data`` the
 grain iterator state of each host, ``config`` the run's ConfigDict as JSON so evaluation and
-prediction rebuild the same model. The manager keeps the latest checkpoint and the one with the
-lowest validation NME (``metrics={"nme": ...}`` at save time).
+prediction rebuild the same model; it is the run's only copy of its config. The manager keeps the
+``keep_checkpoints`` latest checkpoints and the one with the lowest validation NME
+(``metrics={"nme": ...}`` at save time).
 """
 
 from __future__ import annotations
@@ -25,13 +26,21 @@ def checkpoint_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
 
 
-def create_manager(workdir: str, *, read_only: bool = False) -> ocp.CheckpointManager:
-    """A manager keeping the latest checkpoint and the best by validation NME (lowest)."""
+def create_manager(workdir: str, *, read_only: bool = False,
+                   keep_checkpoints: int = 1) -> ocp.CheckpointManager:
+    """A manager keeping the ``keep_checkpoints`` latest checkpoints and the best by validation
+    NME (lowest), which may be one of them.
+
+    Orbax's ``max_to_keep`` is deprecated in favour of a preservation policy: ``LatestN`` is its
+    equivalent here. Training passes ``config.keep_checkpoints``; readers need no value.
+    """
+    if keep_checkpoints < 1:
+        raise ValueError(f"keep_checkpoints must be at least 1, got {keep_checkpoints}")
     options = ocp.CheckpointManagerOptions(
         best_fn=lambda metrics: metrics["nme"],
         best_mode="min",
         preservation_policy=ocm.AnyPreservationPolicy([
-            ocm.LatestN(n=1),
+            ocm.LatestN(n=keep_checkpoints),
             ocm.BestN(get_metric_fn=lambda metrics: metrics["nme"], reverse=True, n=1,
                       keep_checkpoints_without_metrics=False),
         ]),

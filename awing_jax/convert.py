@@ -130,7 +130,8 @@ def _abstract_variables(num_landmarks: int, num_stacks: int, features: int, dept
     from awing_jax.models.fan import FAN
 
     model = FAN(num_landmarks, num_stacks=num_stacks, features=features, depth=depth)
-    size = 4 * 2**depth  # the smallest valid input; parameter shapes do not depend on it
+    size = FAN.heatmap_stride * 2**depth  # the smallest valid input; parameter shapes do not
+    # depend on it
     return jax.eval_shape(
         lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False))
 

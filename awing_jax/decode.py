@@ -39,7 +39,7 @@ def _patches(maps, x0, y0):
 
 
 def _reference_offsets(patch, x0, y0, height, width):
-    """The authors' quarter-pixel rule (method Sec. 5).
+    """The authors' quarter-pixel rule (docs/conventions.md).
 
     When the argmax is off the border in both axes it moves 0.25 px toward the larger of its two
     neighbours along x and along y (no move on a tie); on the border it stays.

@@ -13,33 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from awing_jax import input_pipeline, metrics
-from awing_jax.decode import decode_heatmaps
-from awing_jax.landmarks import flip_landmarks, get_scheme, require_flip_permutation
-from awing_jax.models import DTYPES, create_model, predicts_coordinates
-
-
-def predict_from_outputs(outputs, config, *, decoder: str | None = None):
-    """Landmarks (B, L, 2) in input pixels: a coordinate regressor's outputs as they are, else
-    decoded from the last stack's heatmaps."""
-    if predicts_coordinates(config):
-        return outputs
-    heatmaps = outputs[-1]
-    if config.model.boundary:
-        heatmaps = heatmaps[..., :-1]
-    return decode_heatmaps(heatmaps, stride=4, mode=decoder or config.decoder)
-
-
-def unflip_heatmaps(heatmaps, scheme, *, boundary: bool):
-    """Maps the heatmaps of a mirrored image back onto the original image.
-
-    Mirroring the input (x -> S-1-x) mirrors heatmap columns exactly (pixel j <-> W-1-j, because
-    heatmap pixel j is centred on input pixel 4j+1.5) and swaps left/right landmark channels.
-    """
-    perm = list(require_flip_permutation(scheme))
-    if boundary:
-        perm.append(len(perm))
-    return heatmaps[:, :, ::-1, :][..., np.asarray(perm)]
+from awing_jax import inference, input_pipeline, metrics
+from awing_jax.landmarks import get_scheme, require_flip_permutation
+from awing_jax.models import create_model
 
 
 def batch_nme(pred, batch, config, scheme, *, norm: str | None = None):
@@ -54,31 +30,25 @@ def batch_nme(pred, batch, config, scheme, *, norm: str | None = None):
                        visible=batch["visible"])
 
 
-def make_inference_fn(config, *, decoder: str | None = None, flip_test: bool = False):
-    """A jitted ``fn(variables, images_uint8 (B, S, S, 3)) -> landmarks (B, L, 2)``.
+def make_inference_fn(config, *, decoder: str | None = None, flip_test: bool = False,
+                      conv_lowering: str | None = None):
+    """A jitted ``fn(variables, images_uint8 (B, S, S, 3)) -> landmarks (B, L, 2)``:
+    :func:`awing_jax.inference.infer` with the config's model and decoder.
 
     ``flip_test`` averages with the mirrored image's heatmaps (heatmap models) or landmarks
-    (coordinate regressors), mapped back onto the image.
+    (coordinate regressors), mapped back onto the image. ``conv_lowering`` overrides the
+    config's (:func:`awing_jax.models.create_model`).
     """
-    model = create_model(config)
-    dtype = DTYPES[config.dtype]
+    model = create_model(config, conv_lowering=conv_lowering)
+    decoder = decoder or config.decoder
     if flip_test:
         require_flip_permutation(config.scheme)  # fail before compiling
 
-    def infer(variables, images):
-        x = images.astype(dtype) / 255.0
-        outputs = model.apply(variables, x, train=False)
-        if flip_test:
-            mirrored = model.apply(variables, x[:, :, ::-1, :], train=False)
-            if predicts_coordinates(config):
-                outputs = 0.5 * (outputs + flip_landmarks(mirrored, x.shape[2], config.scheme))
-            else:
-                outputs = [
-                    0.5 * (o + unflip_heatmaps(m, config.scheme, boundary=config.model.boundary))
-                    for o, m in zip(outputs, mirrored, strict=True)]
-        return predict_from_outputs(outputs, config, decoder=decoder)
+    def fn(variables, images):
+        return inference.infer(model, variables, images, decoder=decoder, flip_test=flip_test,
+                               scheme=config.scheme).landmarks
 
-    return jax.jit(infer)
+    return jax.jit(fn)
 
 
 def model_variables(state) -> dict:
@@ -112,11 +82,13 @@ def _gather_hosts(per_host: np.ndarray, total: int) -> np.ndarray:
 
 def evaluate_source(state, source, config, *, box: str | None = None, decoder: str | None = None,
                     norm: str | None = None, flip_test: bool = False,
-                    batch_size: int | None = None, infer=None) -> dict:
+                    batch_size: int | None = None, conv_lowering: str | None = None,
+                    infer=None) -> dict:
     """Evaluates a model on every record of ``source``.
 
     ``infer``: a function from :func:`make_inference_fn` to reuse (a training run evaluates
-    many times; building it anew would recompile each time); by default one is built here.
+    many times; building it anew would recompile each time); by default one is built here
+    with ``decoder``, ``flip_test`` and ``conv_lowering``.
 
     Returns the summary (``nme``, ``failure_rate``, ``auc`` at ``config.failure_threshold``,
     ``num_images``) plus per-image arrays ``nmes`` (N,), ``indices`` (N,) and ``predictions``
@@ -124,7 +96,8 @@ def evaluate_source(state, source, config, *, box: str | None = None, decoder: s
     """
     scheme = get_scheme(config.scheme)
     norm = norm or config.norm
-    infer = infer or make_inference_fn(config, decoder=decoder, flip_test=flip_test)
+    infer = infer or make_inference_fn(config, decoder=decoder, flip_test=flip_test,
+                                       conv_lowering=conv_lowering)
     variables = model_variables(state)
     nmes, indices, predictions = [], [], []
     for batch in input_pipeline.eval_batches(

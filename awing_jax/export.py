@@ -6,7 +6,9 @@
 The exported function maps face crops to landmarks:
 
     images uint8 (B, S, S, 3) -> (landmarks float32 (B, L, 2) in input pixels,
-                                  heatmaps float32 (B, S/4, S/4, C) of the last stack)
+                                  heatmaps float32 (B, S/s, S/s, C) of the last stack)
+
+(s the model's heatmap stride)
 
 with ``B`` symbolic, so one artifact serves any batch size. ``C`` is L + 1 with the boundary
 channel last (L without one); a coordinate-regression model returns no heatmaps (None).
@@ -31,31 +33,33 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from awing_jax import checkpoint
-from awing_jax.evaluation import predict_from_outputs
+from awing_jax import checkpoint, inference
 from awing_jax.landmarks import get_scheme
-from awing_jax.models import DTYPES, create_model
+from awing_jax.models import create_model
+from awing_jax.models.conv import LOWERINGS
 
 FORMAT = "awing-jax-export-1"
 # Platforms lowered by default: the artifact then runs on a CPU and on an NVIDIA GPU.
 DEFAULT_PLATFORMS = ("cpu", "cuda")
+# Convolution lowering of exported (and predicting) programs: single photos and small batches,
+# where compile time weighs more than step time (BENCHMARKS.md, "Convolution lowering").
+DEFAULT_CONV_LOWERING = "matmul"
 
 
-def landmark_function(config):
+def landmark_function(config, *, conv_lowering: str = DEFAULT_CONV_LOWERING):
     """``fn(variables, images)``: uint8 (B, S, S, 3) face crops -> (landmarks, heatmaps).
 
-    Landmarks (B, L, 2) are in input pixels, decoded from the last stack with ``config.decoder``;
-    heatmaps (B, S/4, S/4, C) are that stack's raw output (None for a model that regresses
-    coordinates). The function both :class:`awing_jax.predict.Predictor` runs and
-    :func:`export_function` serializes.
+    :func:`awing_jax.inference.infer` with the config's model and decoder: landmarks (B, L, 2) in
+    input pixels, decoded from the last stack with ``config.decoder``; heatmaps (B, S/s, S/s, C)
+    that stack's raw output (None for a model that regresses coordinates). The function both
+    :class:`awing_jax.predict.Predictor` runs and :func:`export_function` serializes;
+    ``conv_lowering`` is how its convolutions run (:mod:`awing_jax.models.conv`).
     """
-    model = create_model(config, bn_axis_name=None)
-    dtype = DTYPES[config.dtype]
+    model = create_model(config, bn_axis_name=None, conv_lowering=conv_lowering)
 
     def fn(variables, images):
-        outputs = model.apply(variables, images.astype(dtype) / 255.0, train=False)
-        heatmaps = outputs[-1] if isinstance(outputs, list | tuple) else None
-        return predict_from_outputs(outputs, config), heatmaps
+        result = inference.infer(model, variables, images, decoder=config.decoder)
+        return result.landmarks, None if result.heatmaps is None else result.heatmaps[-1]
 
     return fn
 
@@ -75,9 +79,10 @@ def metadata(config) -> dict:
     }
 
 
-def export_function(config, variables, *, platforms=DEFAULT_PLATFORMS) -> jax.export.Exported:
+def export_function(config, variables, *, platforms=DEFAULT_PLATFORMS,
+                    conv_lowering: str = DEFAULT_CONV_LOWERING) -> jax.export.Exported:
     """:func:`landmark_function` with ``variables`` baked in, for a symbolic batch size."""
-    fn = landmark_function(config)
+    fn = landmark_function(config, conv_lowering=conv_lowering)
     variables = jax.tree_util.tree_map(jnp.asarray, variables)
     (batch,) = jax.export.symbolic_shape("batch")
     size = config.input_size
@@ -113,15 +118,17 @@ def load(path: str):
 
 
 def export_checkpoint(checkpoint_dir: str, out: str, *, step: str | int = "best",
-                      platforms=DEFAULT_PLATFORMS) -> dict:
+                      platforms=DEFAULT_PLATFORMS,
+                      conv_lowering: str = DEFAULT_CONV_LOWERING) -> dict:
     """Exports checkpoint ``step`` of ``checkpoint_dir`` (a workdir) to ``out``; returns the
     metadata written beside it."""
     manager = checkpoint.create_manager(checkpoint_dir, read_only=True)
     step = checkpoint.resolve_step(manager, step)
     config = checkpoint.restore_config(manager, step)
     variables = checkpoint.restore_variables(manager, step)
-    meta = {**metadata(config), "checkpoint_step": int(step)}
-    save(export_function(config, variables, platforms=platforms), meta, out)
+    meta = {**metadata(config), "checkpoint_step": int(step), "conv_lowering": conv_lowering}
+    save(export_function(config, variables, platforms=platforms, conv_lowering=conv_lowering),
+         meta, out)
     return meta
 
 
@@ -130,7 +137,8 @@ def main(argv) -> int:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
         meta = export_checkpoint(FLAGS.checkpoint, FLAGS.out, step=FLAGS.step,
-                                 platforms=tuple(FLAGS.platforms))
+                                 platforms=tuple(FLAGS.platforms),
+                                 conv_lowering=FLAGS.conv_lowering)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -144,5 +152,7 @@ if __name__ == "__main__":
     flags.DEFINE_string("step", "best", "'best', 'latest' or a step number.")
     flags.DEFINE_string("out", None, "Output file, e.g. model.jaxexport.", required=True)
     flags.DEFINE_list("platforms", list(DEFAULT_PLATFORMS), "Platforms to lower for.")
+    flags.DEFINE_enum("conv_lowering", DEFAULT_CONV_LOWERING, list(LOWERINGS),
+                      "How convolutions run (docs/convolution_lowering.md).")
     FLAGS = flags.FLAGS
     app.run(lambda argv: sys.exit(main(argv)))

@@ -2,9 +2,9 @@
 
 Each stored example is a JPEG of the face square of ``STORED_CONTEXT`` times its box (see
 :mod:`datasets.common`). Training maps it to the model input with ONE similarity (face square at
-``box_scale``, random rotation, zoom, shift and mirror: AWing paper Sec. 6, method.md §6) and one
-``cv2.warpAffine``, then adds photometric noise. Evaluation crops the face square of the dataset box
-or of the landmarks' extent. Images leave the host as uint8; normalisation happens on device.
+``box_scale``, random rotation, zoom, shift and mirror: AWing paper Sec. 6, docs/training.md) and
+one ``cv2.warpAffine``, then adds photometric noise. Evaluation crops the face square of the dataset
+box or of the landmarks' extent. Images leave the host as uint8; normalisation happens on device.
 
 Determinism: the record order of an epoch and every random draw of a record come from
 ``(seed, epoch, record index)`` alone, so batches do not depend on the number of threads or worker
@@ -144,7 +144,7 @@ def _crop_rgb(jpeg: bytes, matrix: np.ndarray, input_size: int, origin: str) -> 
 def train_augment_matrix(rng: np.random.Generator, box, *, input_size: int, box_scale: float,
                          rotation: float, scale: float, translation: float,
                          flip: float) -> tuple[np.ndarray, bool]:
-    """The random 2x3 similarity from stored-crop pixels to model-input pixels (method.md §6).
+    """The random 2x3 similarity from stored-crop pixels to model-input pixels (docs/training.md).
 
     The face square of ``box`` at ``box_scale`` mapped to ``input_size``, then rotated by
     U(±rotation)° and zoomed by U(1 ± scale) about the input centre, shifted by
@@ -238,7 +238,7 @@ class TrainAugment:
         return {"image": image, "landmarks": points, "visible": visible}
 
     def _photometric(self, image: np.ndarray, rng: np.random.Generator) -> None:
-        """Occlusion, Gaussian blur, additive Gaussian noise (method.md §6), in place."""
+        """Occlusion, Gaussian blur, additive Gaussian noise (docs/training.md), in place."""
         size = self.input_size
         if rng.random() < self.occlusion_prob:
             w, h = np.maximum(rng.uniform(*self.occlusion_size, 2) * size, 1.0).astype(int)

@@ -1,4 +1,4 @@
-"""Face-alignment metrics: normalised mean error, failure rate, CED and its AUC (method.md, Sec. 5).
+"""Face-alignment metrics: normalised mean error, failure rate, CED and its AUC (docs/metrics.md).
 
 Pure functions of arrays. :func:`nme` follows its inputs: NumPy in, NumPy (float64) out; JAX in,
 JAX (float32) out, so it also runs inside a jitted or pmapped step. The list metrics

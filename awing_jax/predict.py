@@ -33,13 +33,14 @@ import cv2
 import jax
 import numpy as np
 
-from awing_jax import checkpoint, crop, detectors, export
+from awing_jax import checkpoint, crop, detectors, export, inference
 from awing_jax.landmarks import get_scheme
 from awing_jax.models import create_model
+from awing_jax.models.fan import FAN
 
-# Input pixels per heatmap pixel, and the input position of heatmap pixel 0's centre: heatmap
-# pixel j covers input pixels [4j - 0.5, 4j + 3.5) (see awing_jax.targets).
-STRIDE = 4
+# Input pixels per heatmap pixel (the FAN's), and the input position of heatmap pixel 0's centre:
+# heatmap pixel j covers input pixels [s*j - 0.5, s*j + s - 0.5) (docs/conventions.md).
+STRIDE = FAN.heatmap_stride
 HEATMAP_OFFSET = (STRIDE - 1) / 2.0
 HAAR_CASCADE = detectors.HAAR_CASCADE
 # First-pass crop sizes (multiples of the box scale) when refining; see Predictor.run_batch.
@@ -173,15 +174,19 @@ class Predictor:
     batch_size = 32
     _pad_batches = True
 
-    def __init__(self, checkpoint_dir: str, step: str | int = "best"):
+    def __init__(self, checkpoint_dir: str, step: str | int = "best", *,
+                 conv_lowering: str = export.DEFAULT_CONV_LOWERING):
+        """Loads checkpoint ``step`` of ``checkpoint_dir``; ``conv_lowering`` is how the model's
+        convolutions run (:mod:`awing_jax.models.conv`)."""
         manager = checkpoint.create_manager(checkpoint_dir, read_only=True)
         step = checkpoint.resolve_step(manager, step)
         config = checkpoint.restore_config(manager, step)
         variables = checkpoint.restore_variables(manager, step)
-        model = create_model(config, bn_axis_name=None)
-        self._setup(jax.jit(export.landmark_function(config)), export.metadata(config),
-                    variables=variables)
-        self._heatmaps = jax.jit(lambda v, x: model.apply(v, x, train=False))
+        model = create_model(config, bn_axis_name=None, conv_lowering=conv_lowering)
+        self._setup(jax.jit(export.landmark_function(config, conv_lowering=conv_lowering)),
+                    export.metadata(config), variables=variables)
+        self._heatmaps = jax.jit(lambda v, x: inference.infer(
+            model, v, x, decoder=config.decoder).heatmaps)
 
     @classmethod
     def from_export(cls, path: str) -> Predictor:
@@ -435,13 +440,17 @@ class Predictor:
             raise ValueError("this model predicts no boundary heatmap")
         return boundary_in_photo(result.boundaries, result.crop_matrices, image.shape[:2])
 
-    def heatmaps(self, images) -> list[np.ndarray]:
-        """Every stack's raw output (B, S/4, S/4, C) for (B, S, S, 3) crops in [0, 1]."""
+    def heatmaps(self, crops) -> list[np.ndarray]:
+        """Every stack's raw output (B, S/4, S/4, C) for (B, S, S, 3) uint8 crops
+        (:meth:`crop_faces`), as :func:`awing_jax.inference.infer` computes them."""
         if self._heatmaps is None:
             raise ValueError("per-stack heatmaps need the model: load a checkpoint, not an "
                              "exported function")
-        outputs = self._heatmaps(self._variables, np.asarray(images))
-        if not isinstance(outputs, list | tuple):
+        crops = np.asarray(crops)
+        if crops.dtype != np.uint8:
+            raise ValueError(f"heatmaps() takes uint8 crops, got {crops.dtype}")
+        outputs = self._heatmaps(self._variables, crops)
+        if outputs is None:
             raise ValueError("this model regresses coordinates; it has no heatmaps")
         return [np.asarray(h) for h in outputs]
 

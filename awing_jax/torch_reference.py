@@ -2,7 +2,7 @@
 
 For tests (weight-conversion parity) and benchmarks (the same network timed in both frameworks);
 training and inference in awing-jax never import it. The module tree spells the keys of the
-reference model exactly (method.md, Sec. 4), so ``FAN(...).state_dict()`` has the layout of the
+reference model exactly (docs/models.md), so ``FAN(...).state_dict()`` has the layout of the
 released weights: ``conv1.conv.*`` (the CoordConv stem), ``bn1``, ``conv2``..``conv4``,
 ``m{i}.coordconv.conv``, ``m{i}.b1_{level}`` ... ``top_m_{i}``, ``conv_last{i}``, ``bn_end{i}``,
 ``l{i}``, ``bl{i}``, ``al{i}``.

@@ -28,10 +28,11 @@ from flax import jax_utils
 from flax.training import train_state
 
 from awing_jax import checkpoint as ckpt
-from awing_jax import custom_schemes, evaluation, input_pipeline, pose_balancing
+from awing_jax import custom_schemes, evaluation, inference, input_pipeline, pose_balancing
 from awing_jax.landmarks import get_scheme
 from awing_jax.losses import coordinate_loss, heatmap_loss
 from awing_jax.models import DTYPES, create_model, predicts_coordinates
+from awing_jax.models.fan import FAN
 from awing_jax.targets import render_targets
 
 AXIS = "batch"
@@ -123,12 +124,14 @@ def create_train_state(config, rng, num_train_examples: int) -> TrainState:
 
 
 def compute_loss(params, batch_stats, batch, *, apply_fn, config, scheme):
-    """Runs the model and returns (loss, (outputs, new stats)).
+    """Runs the model in training mode and returns (loss, (outputs, new stats)).
 
-    A heatmap model is scored against targets rendered on device (:func:`heatmap_objective`), a
-    coordinate regressor against the landmarks themselves (:func:`regression_objective`).
+    The images enter the model as :func:`awing_jax.inference.infer` feeds them
+    (:func:`awing_jax.inference.model_inputs`). A heatmap model is scored against targets rendered
+    on device (:func:`heatmap_objective`), a coordinate regressor against the landmarks themselves
+    (:func:`regression_objective`).
     """
-    images = batch["image"].astype(DTYPES[config.dtype]) / 255.0
+    images = inference.model_inputs(batch["image"], DTYPES[config.dtype])
     outputs, new_state = apply_fn(
         {"params": params, "batch_stats": batch_stats}, images, train=True,
         mutable=["batch_stats"])
@@ -139,11 +142,12 @@ def compute_loss(params, batch_stats, batch, *, apply_fn, config, scheme):
     return loss, (outputs, new_state["batch_stats"])
 
 
-def heatmap_objective(outputs, batch, config, scheme):
-    """The heatmap loss of the stacks' ``outputs`` against targets rendered from the batch."""
-    heatmap_size = config.input_size // 4
+def heatmap_objective(outputs, batch, config, scheme, *, stride: int = FAN.heatmap_stride):
+    """The heatmap loss of the stacks' ``outputs`` against targets rendered from the batch, at
+    the heatmap model's ``stride``."""
     targets, mask = render_targets(
-        batch["landmarks"], batch["visible"], scheme, heatmap_size=heatmap_size,
+        batch["landmarks"], batch["visible"], scheme,
+        heatmap_size=config.input_size // stride, stride=stride,
         sigma=config.target.sigma, boundary_sigma=config.target.boundary_sigma,
         mode=config.target.mode, boundary=config.model.boundary)
     return heatmap_loss(
@@ -187,7 +191,8 @@ def train_step(state: TrainState, batch, *, config, scheme):
     loss = jax.lax.pmean(loss, AXIS)
     new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
     grad_norm = optax.tree.norm(grads)
-    pred = evaluation.predict_from_outputs(outputs, config)
+    # The model of state.apply_fn (the same config builds the same module), for its decoder.
+    pred = inference.landmarks_from_outputs(create_model(config), outputs, decoder=config.decoder)
     nme = evaluation.batch_nme(pred, batch, config, scheme)
     metrics = {"loss": loss, "grad_norm": grad_norm,
                "train_nme": jax.lax.pmean(jnp.mean(nme), AXIS),
@@ -250,15 +255,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         per_device_batch=per_device_batch, sample_weights=sample_weights)
 
     # Model and optimiser, restored if the run was interrupted.
-    manager = ckpt.create_manager(workdir)
+    manager = ckpt.create_manager(workdir, keep_checkpoints=config.keep_checkpoints)
     state = create_train_state(config, jax.random.key(config.seed), num_train)
     if manager.latest_step() is not None:
         state = ckpt.restore(manager, manager.latest_step(), state, iterator)
         if is_main:
             print(f"resumed from step {int(state.step)} in {manager.directory}", flush=True)
-    start_step = int(state.step)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
+    start_step = int(state.step)  # the config is saved with every checkpoint (ckpt.save)
 
     p_train_step = make_p_train_step(config)
     state = jax_utils.replicate(state, axis_name=AXIS)  # same mesh axis as the pmap: no recompile

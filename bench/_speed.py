@@ -61,6 +61,8 @@ def parse_args(description: str) -> argparse.Namespace:
     p.add_argument("--framework", choices=("jax", "torch"), default="jax")
     p.add_argument("--compare", action="store_true", help="both frameworks, alternating reps")
     p.add_argument("--tiny", action="store_true", help="the tiny test-size FAN")
+    p.add_argument("--conv_lowering", choices=("xla", "matmul", "winograd", "auto"),
+                   default="auto", help="the JAX model's model.conv_lowering")
     p.add_argument("--malloc", choices=("retain", "default"), default="retain",
                    help="retain: awing_jax.runtime.retain_freed_memory() in every benchmark "
                    "process, as train.py/evaluate.py/predict.py do; default: glibc's settings")
@@ -260,18 +262,15 @@ def run(args: argparse.Namespace, what: str, prepare: dict[str, Callable[..., Ru
     print(f"load average start {load_start[0]:.2f} end {os.getloadavg()[0]:.2f}")
 
 
-def network_flops(lower: Callable[[], Any]) -> float | None:
-    """FLOPs of the network as direct convolutions, from XLA's cost analysis of ``lower()``.
+def network_flops(lower: Callable[[str], Any]) -> float | None:
+    """FLOPs of the network as direct convolutions, from XLA's cost analysis of ``lower("xla")``.
 
-    ``lower`` returns a fresh ``Lowered`` of the benchmarked function; it is traced under
-    ``plain_convolutions()`` so that every convolution counts as what it computes (the CPU
-    lowering's Winograd products do 2.25x fewer multiplications for the same 3x3 convolution, and
-    counting those would understate the work). Both frameworks' rows use this count.
+    ``lower(conv_lowering)`` returns a ``Lowered`` of the benchmarked function built with that
+    convolution lowering; "xla" makes every convolution count as what it computes (Winograd
+    products do 2.25x fewer multiplications for the same 3x3 convolution, and counting those
+    would understate the work). Both frameworks' rows use this count.
     """
-    from awing_jax.models.conv import plain_convolutions
-
-    with plain_convolutions():
-        analysis = lower().cost_analysis()
+    analysis = lower("xla").cost_analysis()
     if isinstance(analysis, list):
         analysis = analysis[0] if analysis else {}
     return (analysis or {}).get("flops")

@@ -4,8 +4,9 @@
         [--dtype float32|bfloat16] [--threads N] [--reps 3] [--framework jax|torch] [--compare]
         [--tiny]
 
-JAX: ``awing_jax.models.create_model`` applied with ``train=False`` (BatchNorm running averages)
-under ``jax.jit``, compiled ahead of time so compile time is reported apart. PyTorch:
+JAX: ``awing_jax.inference.infer``'s model call (``create_model`` with ``--conv_lowering``,
+applied with ``train=False``, BatchNorm running averages) under ``jax.jit``, compiled ahead of
+time so compile time is reported apart. PyTorch:
 ``awing_jax.torch_reference.FAN`` in ``eval()`` mode under ``torch.inference_mode`` (bfloat16
 through ``torch.autocast``). Both take uint8 images, scale them to [0, 1] and return every stack's
 heatmaps; decoding landmarks is left out of both. Prints the median of ``--reps`` timed batches
@@ -24,7 +25,8 @@ def prepare_jax(args) -> _speed.Runner:
     import jax
     import jax.numpy as jnp
 
-    from awing_jax.models import DTYPES, create_model
+    from awing_jax.inference import model_inputs
+    from awing_jax.models import create_model
     from awing_jax.trainer import initial_variables
 
     config = config_for(args)
@@ -32,8 +34,11 @@ def prepare_jax(args) -> _speed.Runner:
     variables = jax.jit(lambda rng: initial_variables(model, config, rng))(jax.random.key(0))
     images = jnp.asarray(synthetic_batch(args)["image"])
 
+    def apply(model, variables, images):
+        return model.apply(variables, model_inputs(images, model.dtype), train=False)
+
     def forward(variables, images):
-        return model.apply(variables, images.astype(DTYPES[config.dtype]) / 255.0, train=False)
+        return apply(model, variables, images)
 
     start = time.perf_counter()
     compiled = jax.jit(forward).lower(variables, images).compile()
@@ -42,8 +47,9 @@ def prepare_jax(args) -> _speed.Runner:
     def run():
         jax.block_until_ready(compiled(variables, images))
 
-    flops = _speed.network_flops(  # a new function, so the trace above is not reused
-        lambda: jax.jit(lambda v, x: forward(v, x)).lower(variables, images))
+    flops = _speed.network_flops(lambda lowering: jax.jit(
+        lambda v, x: apply(create_model(config, conv_lowering=lowering), v, x)
+    ).lower(variables, images))
     return _speed.Runner("jax", run, compile_seconds, flops)
 
 

@@ -6,8 +6,8 @@
 
 JAX: the project's own step (``awing_jax.trainer.make_p_train_step``: targets rendered on device,
 FAN forward and backward, Adaptive Wing loss with its weight map, RMSProp, metrics) on one device,
-compiled ahead of time so compile time is reported apart; FLOPs from XLA's cost analysis of the
-``plain_convolutions()`` program (direct convolutions).
+compiled ahead of time so compile time is reported apart, with ``--conv_lowering``; FLOPs from
+XLA's cost analysis of the same step with ``conv_lowering="xla"`` (direct convolutions).
 PyTorch: ``awing_jax.torch_reference.FAN`` (NCHW) with the same loss written below in torch, on
 targets rendered once beforehand (JAX renders them inside every step, a few percent of the work),
 and ``torch.optim.RMSprop`` with the same hyper-parameters; bfloat16 through ``torch.autocast``.
@@ -48,6 +48,14 @@ def config_for(args):
     config.model.features = args.features
     config.model.depth = args.depth
     config.dtype = args.dtype
+    config.model.conv_lowering = args.conv_lowering
+    return config
+
+
+def with_lowering(config, lowering: str):
+    """A copy of ``config`` whose model uses convolution lowering ``lowering``."""
+    config = config.copy_and_resolve_references()
+    config.model.conv_lowering = lowering
     return config
 
 
@@ -71,7 +79,8 @@ def prepare_jax(args) -> _speed.Runner:
         holder["state"], metrics = compiled(holder["state"], batch)
         jax.block_until_ready(metrics)
 
-    flops = _speed.network_flops(lambda: trainer.make_p_train_step(config).lower(state, batch))
+    flops = _speed.network_flops(lambda lowering: trainer.make_p_train_step(
+        with_lowering(config, lowering)).lower(state, batch))
     return _speed.Runner("jax", step, compile_seconds, flops)
 
 

@@ -19,10 +19,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.train_split = "train"
     c.eval_split = "test"      # validation split evaluated during training
     c.input_size = 256         # model input S; heatmaps are S / 4
-    c.box_scale = 1.1          # face square side / box longer side (WFLW boxes: +10%, Sec. 6)
+    c.box_scale = 1.1          # face square side / box longer side (WFLW boxes: +10%)
     c.eval_box = "dataset"     # "dataset" (annotation box) or "gt" (landmarks' extent)
 
-    # Augmentation (method.md Sec. 6); translation is in pixels at input 256, scaled with it.
+    # Augmentation (docs/training.md); translation is in pixels at input 256, scaled with it.
     c.augment = ml_collections.ConfigDict()
     c.augment.rotation = 50.0          # degrees, uniform in [-r, r]
     c.augment.scale = 0.15             # zoom factor uniform in [1 - s, 1 + s]
@@ -35,7 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.augment.occlusion_prob = 0.3
     c.augment.occlusion_size = (0.1, 0.4)  # occluder side as a fraction of input_size
 
-    # Model: method.md Sec. 4. "cnn6" / "resnet50": the Wing paper's coordinate regressors
+    # Model: docs/models.md. "cnn6" / "resnet50": the Wing paper's coordinate regressors
     # (configs/wing_cnn6.py, configs/wing_resnet50.py add their own fields).
     c.model = ml_collections.ConfigDict()
     c.model.name = "fan"
@@ -44,6 +44,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.depth = 4
     c.model.coordconv = True
     c.model.boundary = True
+    # How convolutions run (same parameters, same function): "xla", "matmul", "winograd" or
+    # "auto" (Winograd on CPU, matmul elsewhere); see docs/convolution_lowering.md. A training
+    # run pays the compile time once and gains on every step; evaluate.py and predict.py take
+    # their own (--conv_lowering).
+    c.model.conv_lowering = "auto"
     c.dtype = "float32"        # compute dtype: "float32" or "bfloat16" (params stay float32)
 
     # Targets rendered on device, and the decoder used for metrics.
@@ -53,18 +58,18 @@ def get_config() -> ml_collections.ConfigDict:
     c.target.boundary_sigma = 1.0
     c.decoder = "subpixel"      # "subpixel" or "reference"
 
-    # Loss: method.md Sec. 1-2.
+    # Loss: docs/losses.md.
     c.loss = ml_collections.ConfigDict()
     c.loss.kind = "awing"       # "awing", "l2", "l1", "smooth_l1", "wing"
     c.loss.use_weight_map = True
     c.loss.weight = 10.0
     c.loss.threshold = 0.2
-    # Wing loss of coordinate regressors (method.md Sec. 7), in pixels of a 64 x 64 input: errors
+    # Wing loss of coordinate regressors (docs/losses.md), in pixels of a 64 x 64 input: errors
     # at other input sizes are rescaled to those units (trainer.COORDINATE_UNIT_SIZE).
     c.loss.wing_w = 10.0
     c.loss.wing_epsilon = 2.0
 
-    # Pose-based data balancing (Wing paper, method.md Sec. 7): replicate training records of
+    # Pose-based data balancing (Wing paper, docs/training.md): replicate training records of
     # rare poses. Component -1: the scheme's default (the second for AFLW-19, else the first).
     c.pdb = False
     c.pdb_bins = 9
@@ -89,7 +94,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval_every_steps = 2000
     c.checkpoint_every_steps = 2000
     c.log_every_steps = 50
-    c.keep_checkpoints = 2
+    c.keep_checkpoints = 2     # the latest N checkpoints are kept, plus the best by NME
     c.worker_count = 0         # grain worker processes; 0 = threads in the main process
     c.prefetch_threads = 8     # grain threads decoding/augmenting per host
 

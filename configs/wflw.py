@@ -8,5 +8,5 @@ def get_config():
     c.dataset = "wflw"
     c.scheme = "wflw"
     c.norm = "inter_ocular"
-    c.box_scale = 1.1  # WFLW rectangles are not tight: +10% (method.md Sec. 6)
+    c.box_scale = 1.1  # WFLW rectangles are not tight: +10% (docs/training.md)
     return c

@@ -8,7 +8,7 @@ trained with Wing loss and pose-based data balancing, on 300W by default.
         --config.norm=inter_pupil --config.eval_split=test   # the same by overrides
     python train.py --config configs/wing_cnn6.py --config.loss.kind=l1 --config.pdb=False
 
-From the paper (method.md Sec. 7): the network (5 x [3x3 conv, BN, ReLU, 2x2 max-pool] with
+From the Wing paper (docs/models.md): the network (5 x [3x3 conv, BN, ReLU, 2x2 max-pool] with
 32/64/128/256/512 channels, dense 1024, dense 2L), Wing loss with w = 10, epsilon = 2 pixels at
 64 x 64 (unverified) on each coordinate, PDB with 9 bins. Our choices, where no verified value of
 the paper is at hand: Adam at 1e-3 with step decay, batch 32, 120 epochs, and this project's

@@ -399,23 +399,18 @@ def tiny_config(data_dir, **overrides):
     return config
 
 
-@pytest.fixture
-def xla_convolutions():
-    """Compiling dominates these tests: XLA's own convolutions compile in about half the time of
-    the CPU Winograd lowering (tested against them in tests/test_runtime.py)."""
-    from awing_jax.models.conv import plain_convolutions
-
-    with plain_convolutions():
-        yield
+# Compiling dominates these tests: XLA's own convolutions compile in about half the time of the
+# CPU Winograd lowering (tested against them in tests/test_runtime.py).
+XLA_CONVOLUTIONS = {"model.conv_lowering": "xla"}
 
 
-def test_five_points_train_evaluate_predict_export(five, tmp_path, capsys, xla_convolutions):
+def test_five_points_train_evaluate_predict_export(five, tmp_path, capsys):
     from awing_jax import checkpoint, evaluation, export, input_pipeline, trainer
     from awing_jax.predict import Predictor
 
     root, coco = five
     workdir = str(tmp_path / "run")
-    trainer.train_and_evaluate(tiny_config(root / "tfds"), workdir)
+    trainer.train_and_evaluate(tiny_config(root / "tfds", **XLA_CONVOLUTIONS), workdir)
     out = capsys.readouterr().out
     assert "the boundary channel is off" in out and "'face', 5 points" in out
     manager = checkpoint.create_manager(workdir, read_only=True)
@@ -444,12 +439,13 @@ def test_five_points_train_evaluate_predict_export(five, tmp_path, capsys, xla_c
     photo = cv2.imread(str(root / "manual" / "images" / "val" / "000.png"))[..., ::-1].copy()
     boxes = [[a["bbox"][0] - 0.5, a["bbox"][1] - 0.5, a["bbox"][0] + a["bbox"][2] - 0.5,
               a["bbox"][1] + a["bbox"][3] - 0.5] for a in coco["val"]["annotations"][:2]]
-    predictor = Predictor(workdir, "latest")
+    predictor = Predictor(workdir, "latest", conv_lowering="xla")
     assert predictor.landmark_scheme == scheme and not predictor.boundary
     landmarks = predictor.predict(photo, boxes)
     assert landmarks.shape == (2, 5, 2) and np.isfinite(landmarks).all()
     path = str(tmp_path / "five.jaxexport")
-    export.export_checkpoint(workdir, path, step="latest", platforms=("cpu",))
+    export.export_checkpoint(workdir, path, step="latest", platforms=("cpu",),
+                             conv_lowering="xla")
     exported = Predictor.from_export(path)
     assert exported.landmark_scheme == scheme
     # One pass from the same crop: the artifact and the checkpoint differ by float rounding only.
@@ -460,12 +456,12 @@ def test_five_points_train_evaluate_predict_export(five, tmp_path, capsys, xla_c
     np.testing.assert_allclose(exported.predict(photo, boxes), landmarks, atol=1e-2)
 
 
-def test_68_points_train_with_boundary_and_evaluate(sixty_eight, tmp_path, xla_convolutions):
+def test_68_points_train_with_boundary_and_evaluate(sixty_eight, tmp_path):
     from awing_jax import checkpoint, evaluation, input_pipeline, trainer
 
     root, _ = sixty_eight
     workdir = str(tmp_path / "run")
-    result = trainer.train_and_evaluate(tiny_config(root / "tfds"), workdir)
+    result = trainer.train_and_evaluate(tiny_config(root / "tfds", **XLA_CONVOLUTIONS), workdir)
     assert np.isfinite(result["nme"])
     manager = checkpoint.create_manager(workdir, read_only=True)
     step = checkpoint.resolve_step(manager, "latest")

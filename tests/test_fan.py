@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from awing_jax.models.fan import FAN, add_coords, coord_channels, count_params
+from awing_jax.models.common import count_params
+from awing_jax.models.fan import FAN, add_coords, coord_channels
 
 TINY = dict(num_landmarks=5, num_stacks=2, features=16, depth=2)
 SIZE = 32  # heatmaps 8 x 8, deepest hourglass level 4 x 4

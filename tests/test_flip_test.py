@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from awing_jax import evaluation, models
+from awing_jax import evaluation, inference, models
 from awing_jax.targets import render_heatmaps
 from configs import tiny
 from tests._landmark_facts import FACTS, NAMES, pairs_to_permutation
@@ -70,6 +70,10 @@ class HeatmapOracle:
     """Stands in for a FAN: ``variables`` carry the true landmarks, the bias and the mirrored
     face's landmarks; the output is one stack of heatmaps."""
 
+    dtype = jnp.float32
+    boundary = True
+    heatmap_stride = SIZE // 16
+
     def apply(self, variables, x, train):
         assert not train
         original = (x[:, 0, 0, 0] > x[:, 0, -1, 0])[:, None, None]
@@ -79,6 +83,8 @@ class HeatmapOracle:
 
 class CoordinateOracle:
     """Stands in for a coordinate regressor: outputs (B, L, 2) landmarks."""
+
+    dtype = jnp.float32
 
     def apply(self, variables, x, train):
         original = (x[:, 0, 0, 0] > x[:, 0, -1, 0])[:, None, None]
@@ -165,7 +171,7 @@ def test_unflip_heatmaps_maps_the_mirror_images_heatmaps_onto_the_image(scheme):
     expected = np.asarray(_heatmaps(faces))
     # The boundary channel of the mirror image is the mirror image of the face's.
     mirrored = mirrored.at[..., -1].set(expected[:, :, ::-1, -1])
-    unflipped = evaluation.unflip_heatmaps(mirrored, scheme, boundary=True)
+    unflipped = inference.unflip_heatmaps(mirrored, scheme, boundary=True)
     np.testing.assert_allclose(np.asarray(unflipped), expected, atol=1e-6)
-    without_boundary = evaluation.unflip_heatmaps(mirrored[..., :-1], scheme, boundary=False)
+    without_boundary = inference.unflip_heatmaps(mirrored[..., :-1], scheme, boundary=False)
     np.testing.assert_allclose(np.asarray(without_boundary), expected[..., :-1], atol=1e-6)

@@ -17,7 +17,8 @@ import torch
 from flax import traverse_util
 
 from awing_jax import convert
-from awing_jax.models.fan import BN_EPSILON, FAN, ConvBlock, Hourglass, add_coords
+from awing_jax.models.common import BN_EPSILON
+from awing_jax.models.fan import FAN, ConvBlock, Hourglass, add_coords
 
 RNG = np.random.default_rng(0)
 # Maps are small (4 x 4 and below): the structure is the same at any size, and the CPU's

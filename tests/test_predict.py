@@ -208,11 +208,11 @@ def test_checkpoint_predictor_matches_its_model(tiny_checkpoint, photo):
     predictor = predict.Predictor(workdir)
     assert (predictor.input_size, predictor.box_scale, predictor.scheme) == (32, 1.25, "300w")
     crops, matrices = predictor.crop_faces(image, boxes)
-    stacks = predictor.heatmaps(crops / 255.0)
+    stacks = predictor.heatmaps(crops)
     assert len(stacks) == 2 and stacks[-1].shape == (2, 8, 8, 69)
     result = predictor.run(image, boxes, refine=0)
-    # Two programs, the same network: float32 rounding apart (values ~10; on CPU the 3x3
-    # convolutions are Winograd products, whose rounding depends on how XLA fuses each program).
+    # Two programs, the same network: float32 rounding apart (values ~10; rounding depends on
+    # how XLA fuses each program).
     np.testing.assert_allclose(result.boundaries, stacks[-1][..., -1], atol=1e-4)
     in_crop = (np.einsum("nij,nlj->nli", matrices[:, :, :2], result.landmarks)
                + matrices[:, None, :, 2])

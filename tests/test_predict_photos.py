@@ -152,7 +152,7 @@ def test_batched_photos_match_one_at_a_time(tiny_workdir):
     # Confidence is each landmark's heatmap peak: the channel maxima of the model's output.
     crops = [crop.warp(images[0], m, predictor.input_size)
              for m in together[0].crop_matrices]
-    heatmaps = predictor.heatmaps(np.stack(crops) / 255.0)[-1]
+    heatmaps = predictor.heatmaps(np.stack(crops))[-1]
     np.testing.assert_allclose(together[0].confidence, heatmaps[..., :68].max(axis=(1, 2)),
                                atol=1e-4)
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from flax import jax_utils
 
-from awing_jax import evaluation, losses, trainer
+from awing_jax import checkpoint, inference, losses, trainer
 from awing_jax.models import create_model, predicts_coordinates
-from awing_jax.models.fan import count_params
+from awing_jax.models.common import count_params
 from awing_jax.models.regression import normalised_to_pixels
 from configs import tiny, wing_cnn6, wing_resnet50
 
@@ -97,7 +97,9 @@ def objective(config, pred, target, visible):
     loss, (outputs, _) = trainer.compute_loss(
         {}, {}, batch, apply_fn=stub_apply(jnp.asarray(pred)), config=config,
         scheme=trainer.get_scheme(config.scheme))
-    np.testing.assert_array_equal(evaluation.predict_from_outputs(outputs, config), pred)
+    np.testing.assert_array_equal(
+        inference.landmarks_from_outputs(create_model(config), outputs, decoder=config.decoder),
+        pred)
     return float(loss)
 
 
@@ -205,8 +207,11 @@ def test_compare_losses_end_to_end(tmp_path):
     assert len(rows) == len(expected)
     for r in results:
         assert np.isfinite(r["nme"]) and 0 <= r["failure_rate"] <= 1 and r["steps"] == 2
-        config = json.loads((out / "runs" / compare_losses.slug(
-            compare_losses.Run(r["family"], r["run"], {})) / "config.json").read_text())
+        # The run's config lives in its checkpoints only (written once).
+        workdir = out / "runs" / compare_losses.slug(compare_losses.Run(r["family"], r["run"], {}))
+        assert not (workdir / "config.json").exists()
+        manager = checkpoint.create_manager(str(workdir), read_only=True)
+        config = checkpoint.restore_config(manager, manager.latest_step()).to_dict()
         assert config["model"]["name"] == ("fan" if r["family"] == "heatmap" else "cnn6")
         assert config["loss"]["kind"] == r["loss"]
         assert config["pdb"] == (r["run"] == "Wing + PDB")

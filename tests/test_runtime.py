@@ -1,4 +1,5 @@
-"""The convolution lowerings (1x1 as products, CPU 3x3 as Winograd) and the programs' allocator."""
+"""The convolution lowerings ("xla", "matmul", "winograd", "auto": 1x1 as products, 3x3 as
+Winograd) and the programs' allocator."""
 
 import os
 import subprocess
@@ -11,15 +12,12 @@ import numpy as np
 import pytest
 from jax import lax
 
-from awing_jax.models.conv import (
-    _winograd_forward,
-    conv_general_dilated,
-    plain_convolutions,
-    winograd_conv3x3,
-)
+from awing_jax.models.conv import LOWERINGS, _winograd_forward, conv_function, winograd_conv3x3
 from awing_jax.models.fan import FAN
 
 NHWC = ("NHWC", "HWIO", "NHWC")
+# The models' default lowering: 1x1 as products everywhere, 3x3 as Winograd on CPU.
+conv_general_dilated = conv_function("auto")
 
 
 def _inputs(shape=(2, 6, 7, 5), kernel=(1, 1, 5, 3), seed=0):
@@ -155,11 +153,8 @@ def test_other_3x3_convolutions_are_not_winograd(case):
         lambda x, w: conv_general_dilated(x, w, **kwargs)).lower(x, w).as_text()
 
 
-def test_fan_equals_the_same_network_with_plain_convolutions():
-    """Tracing under plain_convolutions() (every convolution lax's own) changes neither outputs
-    nor gradients of the FAN beyond float32 rounding; on CPU its 16x16 and 8x8 3x3 convolutions
-    are otherwise Winograd products and its 1x1 ones matrix products."""
-    model = FAN(num_landmarks=19, num_stacks=2, features=16, depth=2)
+def _fan_loss_and_program(lowering):
+    model = FAN(num_landmarks=19, num_stacks=2, features=16, depth=2, conv_lowering=lowering)
     x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
     variables = model.init(jax.random.key(0), x, train=False)
 
@@ -168,17 +163,53 @@ def test_fan_equals_the_same_network_with_plain_convolutions():
                                  mutable=["batch_stats"])
         return sum(jnp.mean(o**2) for o in outputs)
 
-    ours = jax.value_and_grad(loss)(variables["params"])
-    text = jax.jit(loss).lower(variables["params"]).as_text()
-    with plain_convolutions():
-        plain = jax.value_and_grad(loss)(variables["params"])
-        plain_text = jax.jit(lambda p: loss(p)).lower(variables["params"]).as_text()
-    # 7x7 stem and 4x4 maps stay convolutions; plain has one per nn.Conv (3x3, 1x1, stem).
-    assert 0 < text.count("stablehlo.convolution") < plain_text.count("stablehlo.convolution")
-    np.testing.assert_allclose(ours[0], plain[0], rtol=1e-5)
-    for a, b in zip(jax.tree_util.tree_leaves(ours[1]), jax.tree_util.tree_leaves(plain[1]),
-                    strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    params = variables["params"]
+    text = jax.jit(loss).trace(params).lower(lowering_platforms=("cpu",)).as_text()
+    return jax.value_and_grad(loss)(params), text.count("stablehlo.convolution"), params
+
+
+def test_fan_lowerings_are_one_function_of_the_same_parameters():
+    """Every conv_lowering gives the FAN the same parameters, outputs and gradients to float32
+    rounding; "xla" keeps one convolution per nn.Conv, "matmul" only the 3x3 and 7x7 ones, and
+    "winograd" / "auto" (on CPU) only the 7x7 stem and the 3x3 ones on maps below 8x8."""
+    (value, grads), plain, params = _fan_loss_and_program("xla")
+    counts = {"xla": plain}
+    for lowering in ("matmul", "winograd", "auto"):
+        (v, g), counts[lowering], p = _fan_loss_and_program(lowering)
+        assert jax.tree.map(jnp.shape, p) == jax.tree.map(jnp.shape, params)
+        np.testing.assert_allclose(v, value, rtol=1e-5)
+        for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(grads),
+                        strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+    num_convs = sum(1 for path, _ in jax.tree_util.tree_leaves_with_path(params)
+                    if path[-1].key == "kernel")
+    assert counts["xla"] >= num_convs  # forward, plus the backward's convolutions
+    assert 0 < counts["winograd"] == counts["auto"] < counts["matmul"] < counts["xla"]
+
+
+@pytest.mark.parametrize("lowering", LOWERINGS)
+def test_each_lowering_on_each_platform(lowering):
+    """Which convolutions remain XLA convolutions in the program lowered for CPU and for CUDA."""
+    x, w3 = _inputs((1, 16, 16, 4), (3, 3, 4, 4))
+    w1 = w3[:1, :1]
+    conv = conv_function(lowering)
+    for w, kind in ((w1, "1x1"), (w3, "3x3")):
+        traced = jax.jit(lambda x, w: conv(x, w, (1, 1), "SAME", dimension_numbers=NHWC)
+                         ).trace(x, w)
+        for platform in ("cpu", "cuda"):
+            text = traced.lower(lowering_platforms=(platform,)).as_text()
+            direct = (lowering == "xla"
+                      or (kind == "3x3" and (lowering == "matmul"
+                                              or (lowering == "auto" and platform == "cuda"))))
+            assert ("convolution" in text) == direct, (kind, platform)
+        np.testing.assert_allclose(conv(x, w, (1, 1), "SAME", dimension_numbers=NHWC),
+                                   _lax3x3(x, w, "SAME"), rtol=0,
+                                   atol=2e-5 * np.abs(_lax3x3(x, w, "SAME")).max())
+
+
+def test_unknown_lowering_is_named():
+    with pytest.raises(ValueError, match=r"'fast'.*xla, matmul, winograd, auto"):
+        conv_function("fast")
 
 
 _FAULTS = textwrap.dedent("""

@@ -13,7 +13,6 @@ from flax import jax_utils
 
 from awing_jax import checkpoint as ckpt
 from awing_jax import trainer
-from awing_jax.models.conv import plain_convolutions
 from configs import tiny
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,11 +78,10 @@ def test_eight_devices_equal_one_device():
     reductions. The lowering itself is tested against lax in tests/test_runtime.py.
     """
     assert jax.local_device_count() >= 8, "tests/conftest.py sets 8 fake CPU devices"
-    config = tiny_config("", **SGD)
+    config = tiny_config("", **SGD, **{"model.conv_lowering": "xla"})
     batch = fake_batch(config, np.random.default_rng(0), 8)
-    with plain_convolutions():
-        state1, m1 = run_step(config, batch, 1)
-        state8, m8 = run_step(config, batch, 8)
+    state1, m1 = run_step(config, batch, 1)
+    state8, m8 = run_step(config, batch, 8)
     np.testing.assert_allclose(m8["loss"][0], m1["loss"][0], rtol=1e-5)
     assert np.all(m8["loss"] == m8["loss"][0]), "loss is pmean'ed: the same on every device"
     np.testing.assert_allclose(flat(state8.batch_stats), flat(state1.batch_stats), atol=1e-5)

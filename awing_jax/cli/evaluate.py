@@ -26,6 +26,9 @@ flags.DEFINE_enum("box", None, ["dataset", "gt"], "Crop from the dataset's face 
 flags.DEFINE_bool("flip_test", False, "Average the heatmaps of the image and its mirror image.")
 flags.DEFINE_float("threshold", None, "FR/AUC threshold (default: the config's).")
 flags.DEFINE_integer("batch_size", None, "Evaluation batch size.")
+flags.DEFINE_enum("conv_lowering", None, ["xla", "matmul", "winograd", "auto"],
+                  "How the model's convolutions run (docs/convolution_lowering.md); default: the "
+                  "checkpoint config's model.conv_lowering (auto when it has none).")
 FLAGS = flags.FLAGS
 
 WFLW_SUBSETS = ("largepose", "expression", "illumination", "makeup", "occlusion", "blur")
@@ -118,7 +121,8 @@ def main(argv):
             continue
         result = evaluation.evaluate_source(
             variables, source, config, box=box, decoder=decoder, norm=norm,
-            flip_test=FLAGS.flip_test, batch_size=FLAGS.batch_size)
+            flip_test=FLAGS.flip_test, batch_size=FLAGS.batch_size,
+            conv_lowering=FLAGS.conv_lowering)
         print(f"{name:<20} {result['num_images']:>7} {100 * result['nme']:>8.3f} "
               f"{100 * result['failure_rate']:>9.2f} {result['auc']:>9.4f}")
         report["splits"][name] = {

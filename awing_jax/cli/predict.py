@@ -56,6 +56,9 @@ flags.DEFINE_integer("refine", 1, "Passes of re-cropping from the predicted land
 flags.DEFINE_list("search_scales", ["1", "1.3", "1.6"], "With --refine > 0: first-crop sizes "
                   "(multiples of the box scale) tried per face; the most confident is kept.")
 flags.DEFINE_integer("batch_size", 32, "Faces per model call.")
+flags.DEFINE_enum("conv_lowering", None, ["xla", "matmul", "winograd", "auto"],
+                  "How the model's convolutions run (docs/convolution_lowering.md); default "
+                  "awing_jax.export.DEFAULT_CONV_LOWERING (matmul: least compile time).")
 flags.DEFINE_string("out", None, "Overlay: an image (one photo), a folder (several), or an .mp4 "
                     "(--video).")
 flags.DEFINE_string("json", None, "JSON file for boxes, landmarks and confidences.")
@@ -349,9 +352,16 @@ def main(argv):
         if boxes is not None and len(files) != 1:
             raise ValueError(f"--box applies to one photo; --image gave {len(files)}")
         if FLAGS.export:
+            if FLAGS.conv_lowering:
+                raise ValueError("--conv_lowering applies to --checkpoint; an exported model "
+                                 "keeps the lowering it was exported with")
             predictor = predict.Predictor.from_export(FLAGS.export)
         else:
-            predictor = predict.Predictor(FLAGS.checkpoint, FLAGS.step)
+            from awing_jax import export
+
+            predictor = predict.Predictor(
+                FLAGS.checkpoint, FLAGS.step,
+                conv_lowering=FLAGS.conv_lowering or export.DEFAULT_CONV_LOWERING)
         predictor.batch_size = FLAGS.batch_size
         if align:
             from awing_jax import align as align_module

@@ -1,47 +1,32 @@
-"""Convolution lowering used by every model: 1x1 convolutions become matrix products, and on CPU
-3x3 convolutions run as Winograd F(4x4, 3x3).
+"""How the models' convolutions are lowered: ``conv_lowering`` of every model, one of
 
-A 1x1 convolution over (B, H, W, C_in) is the matrix product of the (B*H*W, C_in) pixels with
-the (C_in, C_out) kernel. XLA's CPU backend runs such convolutions (and far worse, their weight
-gradients) through its generic convolution path at a fraction of its matrix-product rate; the
-same work written as a ``dot`` is 2.5-4x faster forward and 3-4x faster backward on the 2-core
-development CPU (``python -m bench.conv_lowering``, BENCHMARKS.md). On GPU both forms reach
-cuBLAS/cuDNN alike. The result is the same function of the same parameters: flax's ``nn.Conv``
-keeps its (1, 1, C_in, C_out) kernel and bias, so checkpoints and converted weights do not change.
+    "xla"       every convolution is ``lax.conv_general_dilated`` (XLA's own).
+    "matmul"    unpadded 1x1 NHWC convolutions become matrix products; the rest XLA's.
+    "winograd"  as "matmul", and stride-1 padding-1 float32 NHWC 3x3 convolutions on maps of
+                at least 8x8 run as Winograd F(4x4, 3x3) (on every platform).
+    "auto"      "winograd" on CPU and "matmul" elsewhere, chosen by ``lax.platform_dependent``
+                when the program is lowered (GPU and TPU keep cuDNN's / XLA's 3x3 algorithms).
 
-:func:`conv_general_dilated` has ``jax.lax.conv_general_dilated``'s signature and is passed to
-``nn.Conv(conv_general_dilated=...)``. Strided 1x1 convolutions (ResNet's projection shortcuts)
-take every ``stride``-th pixel first, which is what the convolution computes.
+All four compute the same function of the same parameters (flax's ``nn.Conv`` keeps its kernel
+and bias), to float32 rounding: checkpoints and converted weights do not depend on the choice.
+What differs is speed and compile time; docs/convolution_lowering.md explains the algorithms and
+the trade-off, BENCHMARKS.md holds the measurements behind each program's default.
 
-On the CPU backend, float32 3x3 convolutions with stride 1 and one pixel of padding on each side
-(every 3x3 convolution of the FAN's ConvBlocks) use Winograd's minimal filtering F(4x4, 3x3)
-(Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016): the padded input is
-cut into overlapping 6x6 tiles advancing by 4, each tile and the kernel are mapped into a
-6x6 transform domain by fixed matrices, the 36 transform positions become 36 independent
-(tiles, C_in) x (C_in, C_out) matrix products, and a third matrix maps each product back to a
-4x4 output block. That is 36 multiplications per 16 outputs and input channel instead of 144,
-and products of the kind XLA's CPU backend runs near its matrix-product peak, where its direct
-convolutions of the hourglass's narrow layers reach about half of it: 1.1-2.6x faster forward and
-1.4-1.9x forward+backward per layer on the 2-core development CPU at 8-128 px, and a FAN-4
-training step 1.3x faster than PyTorch's instead of 0.86x
-(``python -m bench.conv_lowering``, BENCHMARKS.md). The backward pass is written by hand
-(:func:`winograd_conv3x3`): the input gradient is another such convolution, the kernel gradient
-a contraction over tiles; only the input and kernel are kept for it. Results match the direct
-convolution to ~1e-5 of the output's scale (float32 rounding of the transforms). The price is
-compile time: XLA compiles each convolution's transforms as kernels of their own, about 0.3 s
-forward and 0.7-7 s forward+backward per layer (a FAN-4 training step ~2 min instead of 55 s,
-its inference 19-24 s instead of 4 s; the programs keep compiled code on disk,
-:mod:`awing_jax.runtime`).
+A 1x1 convolution over (B, H, W, C_in) is the matrix product of the (B*H*W, C_in) pixels with the
+(C_in, C_out) kernel; strided ones (ResNet's projection shortcuts) take every ``stride``-th pixel
+first. Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray, CVPR 2016) cuts the padded input
+into overlapping 6x6 tiles advancing by 4, maps each tile and the kernel into a 6x6 transform
+domain by fixed matrices, turns the 36 transform positions into 36 independent
+(tiles, C_in) x (C_in, C_out) matrix products and maps each product back to a 4x4 output block:
+36 multiplications per 16 outputs and input channel instead of 144. Its backward pass is written
+by hand (:func:`winograd_conv3x3`).
 
-The choice is made by ``lax.platform_dependent`` when the program is lowered, so GPU and TPU
-programs keep ``lax.conv_general_dilated`` (cuDNN's own algorithms); CPU maps smaller than 8x8,
-other dtypes and other padding or strides keep it too. :func:`plain_convolutions` turns both
-specialisations off while tracing.
+:func:`conv_function` returns, for a lowering, a function with ``lax.conv_general_dilated``'s
+signature for ``nn.Conv(conv_general_dilated=...)``.
 """
 
 from __future__ import annotations
 
-import contextlib
 from functools import partial
 
 import jax
@@ -88,7 +73,6 @@ _AT = np.array([[1, 1, 1, 1, 1, 0],
                 [0, 1, 1, 4, 4, 0],
                 [0, 1, -1, 8, -8, 1]], np.float32)
 _TILE = 4  # output block side
-_plain = False  # set by plain_convolutions()
 _MIN_SIDE = 8  # smaller maps: too few tiles to pay for the transforms
 
 
@@ -183,8 +167,7 @@ def _winograd_weight_gradient(x, dy, precision) -> jax.Array:
     dprod = dprod.reshape(a * a, -1, out_channels)
     # (36, C_in, tiles) laid out in memory before the product: XLA then hands the contraction
     # to its fast matrix-product kernels (YNNPACK); contracting the tiles axis of (36, tiles,
-    # C_in) in place ran far slower inside the training step (3.3 s instead of 4.1 s per FAN-4
-    # step at batch 4).
+    # C_in) in place ran far slower inside the training step (BENCHMARKS.md).
     v_t = lax.optimization_barrier(jnp.swapaxes(v, 1, 2))
     du = lax.dot_general(v_t, dprod, (((2,), (1,)), ((0,), (0,))), precision=precision)
     dw = jnp.dot(_kron_g().T, du.reshape(a * a, channels * out_channels), precision=precision)
@@ -217,50 +200,64 @@ def _winograd_bwd(precision, preferred_element_type, residuals, dy):
 winograd_conv3x3.defvjp(_winograd_fwd, _winograd_bwd)
 
 
-@contextlib.contextmanager
-def plain_convolutions():
-    """Models traced inside this context use ``lax.conv_general_dilated`` for every convolution.
-
-    For numerical comparisons that want XLA's own convolution, and for counting a network's
-    FLOPs as direct convolutions. It acts when a function is traced: a jitted function already
-    traced (and cached) for the same arguments keeps the lowering it was traced with.
-    """
-    global _plain
-    previous, _plain = _plain, True
-    try:
-        yield
-    finally:
-        _plain = previous
+LOWERINGS = ("xla", "matmul", "winograd", "auto")
 
 
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                         dimension_numbers=None, feature_group_count=1, batch_group_count=1,
-                         precision=None, preferred_element_type=None) -> jax.Array:
-    """``lax.conv_general_dilated``, with unpadded 1x1 NHWC convolutions as a matrix product and
-    stride-1 padding-1 3x3 float32 NHWC convolutions as Winograd F(4x4, 3x3) on CPU."""
-    specialise = not _plain and batch_group_count == 1
-    if specialise and _is_pointwise(rhs, padding, lhs_dilation, rhs_dilation, dimension_numbers,
-                                    feature_group_count):
-        sy, sx = window_strides
-        if (sy, sx) != (1, 1):
-            lhs = lhs[:, ::sy, ::sx, :]
-        batch, height, width, channels = lhs.shape
-        out = jnp.dot(lhs.reshape(-1, channels), rhs.reshape(channels, rhs.shape[-1]),
-                      precision=precision, preferred_element_type=preferred_element_type)
-        return out.reshape(batch, height, width, rhs.shape[-1])
-    if specialise and _is_winograd_3x3(lhs, rhs, window_strides, padding, lhs_dilation,
-                                       rhs_dilation, dimension_numbers, feature_group_count):
+def _as_product(lhs, rhs, window_strides, precision, preferred_element_type) -> jax.Array:
+    """An unpadded 1x1 NHWC convolution as a matrix product (strides subsample first)."""
+    sy, sx = window_strides
+    if (sy, sx) != (1, 1):
+        lhs = lhs[:, ::sy, ::sx, :]
+    batch, height, width, channels = lhs.shape
+    out = jnp.dot(lhs.reshape(-1, channels), rhs.reshape(channels, rhs.shape[-1]),
+                  precision=precision, preferred_element_type=preferred_element_type)
+    return out.reshape(batch, height, width, rhs.shape[-1])
+
+
+def _lowered(lowering: str):
+    """The ``lax.conv_general_dilated``-compatible function of one lowering."""
+
+    def conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+             dimension_numbers=None, feature_group_count=1, batch_group_count=1,
+             precision=None, preferred_element_type=None) -> jax.Array:
         def direct(lhs, rhs):
             return lax.conv_general_dilated(
-                lhs, rhs, window_strides, padding, dimension_numbers=dimension_numbers,
+                lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+                rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+                feature_group_count=feature_group_count, batch_group_count=batch_group_count,
                 precision=precision, preferred_element_type=preferred_element_type)
 
-        def winograd(lhs, rhs):
-            return winograd_conv3x3(lhs, rhs, precision, preferred_element_type)
+        if lowering == "xla" or batch_group_count != 1:
+            return direct(lhs, rhs)
+        if _is_pointwise(rhs, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                         feature_group_count):
+            return _as_product(lhs, rhs, window_strides, precision, preferred_element_type)
+        if lowering != "matmul" and _is_winograd_3x3(
+                lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                dimension_numbers, feature_group_count):
+            def winograd(lhs, rhs):
+                return winograd_conv3x3(lhs, rhs, precision, preferred_element_type)
 
-        return lax.platform_dependent(lhs, rhs, cpu=winograd, default=direct)
-    return lax.conv_general_dilated(
-        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-        dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
-        batch_group_count=batch_group_count, precision=precision,
-        preferred_element_type=preferred_element_type)
+            if lowering == "winograd":
+                return winograd(lhs, rhs)
+            return lax.platform_dependent(lhs, rhs, cpu=winograd, default=direct)
+        return direct(lhs, rhs)
+
+    conv.__name__ = conv.__qualname__ = f"conv_general_dilated_{lowering}"
+    return conv
+
+
+_FUNCTIONS = {lowering: _lowered(lowering) for lowering in LOWERINGS}
+
+
+def conv_function(lowering: str):
+    """``lax.conv_general_dilated`` as lowered by ``lowering`` (one of :data:`LOWERINGS`).
+
+    The same function object for the same name, so that modules built with equal settings
+    compare equal.
+    """
+    try:
+        return _FUNCTIONS[lowering]
+    except KeyError:
+        raise ValueError(f"unknown conv_lowering {lowering!r}; known: "
+                         f"{', '.join(LOWERINGS)}") from None

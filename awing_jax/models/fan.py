@@ -1,11 +1,11 @@
 """The stacked-hourglass "FAN" of the AWing paper, with CoordConv and a boundary channel.
 
-Layout (method.md, Sec. 4): a pre-activation stem at stride 4, then ``num_stacks`` hourglasses.
-Each stack appends coordinate channels to its input features (CoordConv), mixes them back to
-``features`` with a 1x1 conv, runs an hourglass of ``depth`` levels and a head that predicts
-L landmark heatmaps plus one boundary heatmap (AWing paper, Sec. 4.3). From the second stack on,
-the coordinate channels also carry x and y masked by the previous stack's boundary heatmap, which
-tells the network where the face's edges are.
+Layout (docs/models.md): a pre-activation stem at stride 4 (:attr:`FAN.heatmap_stride`), then
+``num_stacks`` hourglasses. Each stack appends coordinate channels to its input features
+(CoordConv), mixes them back to ``features`` with a 1x1 conv, runs an hourglass of ``depth`` levels
+and a head that predicts L landmark heatmaps plus one boundary heatmap (AWing paper, Sec. 4.3). From
+the second stack on, the coordinate channels also carry x and y masked by the previous stack's
+boundary heatmap, which tells the network where the face's edges are.
 
 CoordConv channels, appended after the input channels in this order (see :func:`coord_channels`):
 
@@ -45,32 +45,25 @@ Inside every :class:`ConvBlock`:
 
 Level ``depth`` is the outermost (full resolution) and level 1 the deepest, as in the reference.
 
-BatchNorm follows PyTorch's defaults (eps 1e-5, momentum 0.1, i.e. flax momentum 0.9). One
-difference remains: PyTorch updates its running variance with the unbiased batch variance, flax
-with the biased one (a factor n / (n - 1), n = B*H*W per channel, negligible at real sizes).
+Convolutions and BatchNorm come from :mod:`awing_jax.models.common`; every module takes the
+model's ``conv_lowering`` (:mod:`awing_jax.models.conv`). BatchNorm follows PyTorch's defaults
+(eps 1e-5, momentum 0.1, i.e. flax momentum 0.9). One difference remains: PyTorch updates its
+running variance with the unbiased batch variance, flax with the biased one (a factor
+n / (n - 1), n = B*H*W per channel, negligible at real sizes).
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from awing_jax.models.conv import conv_general_dilated
+from awing_jax.models.common import batch_norm, conv
 
-# PyTorch BatchNorm2d defaults: momentum 0.1 on the new statistic = flax momentum 0.9 on the old.
-BN_MOMENTUM = 0.9
-BN_EPSILON = 1e-5
 # A pixel belongs to the boundary when the previous stack's clipped boundary heatmap exceeds this.
 BOUNDARY_THRESHOLD = 0.05
-
-
-def count_params(tree) -> int:
-    """Number of scalars in a pytree of arrays or ``jax.ShapeDtypeStruct`` (from eval_shape)."""
-    return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(tree))
 
 
 def coord_channels(height: int, width: int, boundary=None) -> jax.Array:
@@ -105,27 +98,6 @@ def add_coords(x: jax.Array, boundary=None) -> jax.Array:
     return jnp.concatenate([x, coords], axis=-1)
 
 
-def _conv(features: int, kernel: int, dtype, name: str, *, bias: bool, stride: int = 1) -> nn.Conv:
-    """A conv with PyTorch's symmetric padding k // 2 (flax "SAME" pads stride-2 convs unevenly).
-
-    1x1 convs run as matrix products and, on CPU, 3x3 ones as Winograd F(4x4, 3x3)
-    (:mod:`awing_jax.models.conv`); parameters are unchanged.
-    """
-    pad = kernel // 2
-    return nn.Conv(
-        features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
-        use_bias=bias, dtype=dtype, param_dtype=jnp.float32, name=name,
-        conv_general_dilated=conv_general_dilated,
-    )
-
-
-def _batch_norm(train: bool, axis_name: str | None, dtype, name: str) -> nn.BatchNorm:
-    return nn.BatchNorm(
-        use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
-        axis_name=axis_name, dtype=dtype, param_dtype=jnp.float32, name=name,
-    )
-
-
 def _avg_pool(x: jax.Array) -> jax.Array:
     return nn.avg_pool(x, (2, 2), strides=(2, 2))
 
@@ -145,6 +117,7 @@ class ConvBlock(nn.Module):
     features: int
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
+    conv_lowering: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -154,14 +127,16 @@ class ConvBlock(nn.Module):
         outputs = []
         h = x
         for k, width in enumerate(widths):
-            h = nn.relu(_batch_norm(train, self.bn_axis_name, self.dtype, f"bn_{k}")(h))
-            h = _conv(width, 3, self.dtype, f"conv_{k}", bias=False)(h)
+            h = nn.relu(batch_norm(train, self.bn_axis_name, self.dtype, f"bn_{k}")(h))
+            h = conv(width, 3, self.dtype, f"conv_{k}", bias=False,
+                     lowering=self.conv_lowering)(h)
             outputs.append(h)
         shortcut = x
         if x.shape[-1] != self.features:
-            norm = _batch_norm(train, self.bn_axis_name, self.dtype, "downsample_bn")
-            conv = _conv(self.features, 1, self.dtype, "downsample_conv", bias=False)
-            shortcut = conv(nn.relu(norm(x)))
+            norm = batch_norm(train, self.bn_axis_name, self.dtype, "downsample_bn")
+            project = conv(self.features, 1, self.dtype, "downsample_conv", bias=False,
+                           lowering=self.conv_lowering)
+            shortcut = project(nn.relu(norm(x)))
         return jnp.concatenate(outputs, axis=-1) + shortcut
 
 
@@ -176,11 +151,13 @@ class Hourglass(nn.Module):
     features: int = 256
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
+    conv_lowering: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         def block(name: str) -> ConvBlock:
-            return ConvBlock(self.features, self.bn_axis_name, self.dtype, name=name)
+            return ConvBlock(self.features, self.bn_axis_name, self.dtype,
+                             conv_lowering=self.conv_lowering, name=name)
 
         def level(n: int, h: jax.Array) -> jax.Array:
             skip = block(f"skip_{n}")(h, train)
@@ -206,7 +183,13 @@ class FAN(nn.Module):
       bn_axis_name: pmap/shard_map axis over which BatchNorm statistics are averaged, so that a
         batch split over devices normalises like the whole batch on one device.
       dtype: compute dtype (e.g. ``jnp.bfloat16``); parameters stay float32.
+      conv_lowering: how convolutions run, "xla", "matmul", "winograd" or "auto"
+        (:mod:`awing_jax.models.conv`); the parameters and the function do not depend on it.
+      heatmap_stride: (class constant) input pixels per heatmap pixel: the stem's stride-2
+        convolution and its 2x2 pooling. Every consumer of the heatmaps reads it from here.
     """
+
+    heatmap_stride: ClassVar[int] = 4
 
     num_landmarks: int
     num_stacks: int = 4
@@ -216,29 +199,34 @@ class FAN(nn.Module):
     boundary: bool = True
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
+    conv_lowering: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> list[jax.Array]:
         """Heatmaps of every stack.
 
         Args:
-          x: (B, S, S, 3) RGB in [0, 1]; S divisible by ``4 * 2**depth``.
+          x: (B, S, S, 3) RGB in [0, 1]; S divisible by ``heatmap_stride * 2**depth``.
           train: use batch statistics in BatchNorm (and update ``batch_stats``).
 
         Returns:
-          ``num_stacks`` float32 arrays (B, S/4, S/4, L + 1), the last channel the boundary
+          ``num_stacks`` float32 arrays (B, S/s, S/s, L + 1) (s = ``heatmap_stride``), the last
+          channel the boundary
           (L channels when ``boundary`` is False).
         """
-        dtype, axis = self.dtype, self.bn_axis_name
+        dtype, axis, lowering = self.dtype, self.bn_axis_name, self.conv_lowering
 
         def block(features: int, name: str) -> ConvBlock:
-            return ConvBlock(features, axis, dtype, name=name)
+            return ConvBlock(features, axis, dtype, conv_lowering=lowering, name=name)
+
+        def conv1x1(features: int, name: str) -> nn.Conv:
+            return conv(features, 1, dtype, name, bias=True, lowering=lowering)
 
         h = x.astype(dtype)
         if self.coordconv:
             h = add_coords(h)
-        h = _conv(64, 7, dtype, "stem_conv", bias=True, stride=2)(h)
-        h = nn.relu(_batch_norm(train, axis, dtype, "stem_bn")(h))
+        h = conv(64, 7, dtype, "stem_conv", bias=True, lowering=lowering, stride=2)(h)
+        h = nn.relu(batch_norm(train, axis, dtype, "stem_bn")(h))
         h = _avg_pool(block(128, "stem_block_0")(h, train))
         h = block(128, "stem_block_1")(h, train)
         features = block(self.features, "stem_block_2")(h, train)
@@ -250,18 +238,18 @@ class FAN(nn.Module):
             h = features
             if self.coordconv:
                 boundary = heatmaps[..., -1] if self.boundary and heatmaps is not None else None
-                h = _conv(self.features, 1, dtype, f"coord_conv_{i}", bias=True)(
-                    add_coords(h, boundary))
-            h = Hourglass(self.depth, self.features, axis, dtype, name=f"hourglass_{i}")(h, train)
+                h = conv1x1(self.features, f"coord_conv_{i}")(add_coords(h, boundary))
+            h = Hourglass(self.depth, self.features, axis, dtype, conv_lowering=lowering,
+                          name=f"hourglass_{i}")(h, train)
             h = block(self.features, f"head_block_{i}")(h, train)
-            h = _conv(self.features, 1, dtype, f"head_conv_{i}", bias=True)(h)
-            h = nn.relu(_batch_norm(train, axis, dtype, f"head_bn_{i}")(h))
-            heatmaps = _conv(out_channels, 1, dtype, f"heatmap_conv_{i}", bias=True)(h)
+            h = conv1x1(self.features, f"head_conv_{i}")(h)
+            h = nn.relu(batch_norm(train, axis, dtype, f"head_bn_{i}")(h))
+            heatmaps = conv1x1(out_channels, f"heatmap_conv_{i}")(h)
             outputs.append(heatmaps.astype(jnp.float32))
             if i < self.num_stacks - 1:
                 features = (
                     features
-                    + _conv(self.features, 1, dtype, f"merge_features_{i}", bias=True)(h)
-                    + _conv(self.features, 1, dtype, f"merge_heatmaps_{i}", bias=True)(heatmaps)
+                    + conv1x1(self.features, f"merge_features_{i}")(h)
+                    + conv1x1(self.features, f"merge_heatmaps_{i}")(heatmaps)
                 )
         return outputs

@@ -8,8 +8,9 @@ right/bottom edge, mapped to pixels by :func:`normalised_to_pixels`. That layer 
 an untrained network predicts every point at the image centre (a bounded first loss), and it runs
 in float32 even in a bfloat16 network: bfloat16 keeps 8 bits of mantissa, about one pixel at 256.
 
-Convolutions and BatchNorm are the FAN's (PyTorch padding and BatchNorm defaults, see
-:mod:`awing_jax.models.fan`).
+Convolutions and BatchNorm are the FAN's (PyTorch padding and BatchNorm defaults,
+:mod:`awing_jax.models.common`), lowered as ``conv_lowering`` says (:mod:`awing_jax.models.conv`).
+docs/models.md describes both networks.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from awing_jax.models.fan import _batch_norm, _conv
+from awing_jax.models.common import batch_norm, conv
 
 
 def normalised_to_pixels(u: jax.Array, size: int) -> jax.Array:
@@ -52,7 +53,7 @@ class CNN6(nn.Module):
       features: channels of the first block, doubled by each next one.
       depth: number of conv blocks; the input side must be at least ``2**depth``.
       hidden: width of the hidden dense layer.
-      bn_axis_name, dtype: as in :class:`~awing_jax.models.fan.FAN`.
+      bn_axis_name, dtype, conv_lowering: as in :class:`~awing_jax.models.fan.FAN`.
     """
 
     num_landmarks: int
@@ -61,6 +62,7 @@ class CNN6(nn.Module):
     hidden: int = 1024
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
+    conv_lowering: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -72,13 +74,14 @@ class CNN6(nn.Module):
         dtype, axis = self.dtype, self.bn_axis_name
         h = x.astype(dtype)
         for i in range(self.depth):
-            h = _conv(self.features * 2**i, 3, dtype, f"conv_{i}", bias=False)(h)
-            h = nn.relu(_batch_norm(train, axis, dtype, f"bn_{i}")(h))
+            h = conv(self.features * 2**i, 3, dtype, f"conv_{i}", bias=False,
+                     lowering=self.conv_lowering)(h)
+            h = nn.relu(batch_norm(train, axis, dtype, f"bn_{i}")(h))
             h = nn.max_pool(h, (2, 2), strides=(2, 2))
         h = h.reshape(h.shape[0], -1)
         h = nn.Dense(self.hidden, use_bias=False, dtype=dtype, param_dtype=jnp.float32,
                      name="hidden")(h)
-        h = nn.relu(_batch_norm(train, axis, dtype, "hidden_bn")(h))
+        h = nn.relu(batch_norm(train, axis, dtype, "hidden_bn")(h))
         return _coordinate_head(h, self.num_landmarks, size)
 
 
@@ -92,21 +95,23 @@ class Bottleneck(nn.Module):
     stride: int = 1
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
+    conv_lowering: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        dtype, axis = self.dtype, self.bn_axis_name
-        h = nn.relu(_batch_norm(train, axis, dtype, "bn_0")(
-            _conv(self.features, 1, dtype, "conv_0", bias=False)(x)))
-        h = nn.relu(_batch_norm(train, axis, dtype, "bn_1")(
-            _conv(self.features, 3, dtype, "conv_1", bias=False, stride=self.stride)(h)))
-        h = _conv(4 * self.features, 1, dtype, "conv_2", bias=False)(h)
-        h = _batch_norm(train, axis, dtype, "bn_2")(h)
+        dtype, axis, lowering = self.dtype, self.bn_axis_name, self.conv_lowering
+        h = nn.relu(batch_norm(train, axis, dtype, "bn_0")(
+            conv(self.features, 1, dtype, "conv_0", bias=False, lowering=lowering)(x)))
+        h = nn.relu(batch_norm(train, axis, dtype, "bn_1")(
+            conv(self.features, 3, dtype, "conv_1", bias=False, lowering=lowering,
+                 stride=self.stride)(h)))
+        h = conv(4 * self.features, 1, dtype, "conv_2", bias=False, lowering=lowering)(h)
+        h = batch_norm(train, axis, dtype, "bn_2")(h)
         shortcut = x
         if x.shape[-1] != 4 * self.features or self.stride != 1:
-            shortcut = _conv(4 * self.features, 1, dtype, "shortcut_conv", bias=False,
-                             stride=self.stride)(x)
-            shortcut = _batch_norm(train, axis, dtype, "shortcut_bn")(shortcut)
+            shortcut = conv(4 * self.features, 1, dtype, "shortcut_conv", bias=False,
+                            lowering=lowering, stride=self.stride)(x)
+            shortcut = batch_norm(train, axis, dtype, "shortcut_bn")(shortcut)
         return nn.relu(h + shortcut)
 
 
@@ -122,7 +127,7 @@ class ResNet(nn.Module):
       num_landmarks: L.
       features: stem width and first-stage bottleneck width.
       stage_sizes: blocks per stage.
-      bn_axis_name, dtype: as in :class:`~awing_jax.models.fan.FAN`.
+      bn_axis_name, dtype, conv_lowering: as in :class:`~awing_jax.models.fan.FAN`.
     """
 
     num_landmarks: int
@@ -130,18 +135,20 @@ class ResNet(nn.Module):
     stage_sizes: Sequence[int] = (3, 4, 6, 3)
     bn_axis_name: str | None = None
     dtype: Any = jnp.float32
+    conv_lowering: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         """(B, S, S, 3) RGB in [0, 1] -> (B, L, 2) float32 input pixels."""
         size = x.shape[1]
-        dtype, axis = self.dtype, self.bn_axis_name
-        h = _conv(self.features, 7, dtype, "stem_conv", bias=False, stride=2)(x.astype(dtype))
-        h = nn.relu(_batch_norm(train, axis, dtype, "stem_bn")(h))
+        dtype, axis, lowering = self.dtype, self.bn_axis_name, self.conv_lowering
+        h = conv(self.features, 7, dtype, "stem_conv", bias=False, lowering=lowering,
+                 stride=2)(x.astype(dtype))
+        h = nn.relu(batch_norm(train, axis, dtype, "stem_bn")(h))
         h = nn.max_pool(h, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         for i, blocks in enumerate(self.stage_sizes):
             for j in range(blocks):
                 stride = 2 if i > 0 and j == 0 else 1
                 h = Bottleneck(self.features * 2**i, stride, axis, dtype,
-                               name=f"stage_{i}_block_{j}")(h, train)
+                               conv_lowering=lowering, name=f"stage_{i}_block_{j}")(h, train)
         return _coordinate_head(jnp.mean(h, axis=(1, 2)), self.num_landmarks, size)

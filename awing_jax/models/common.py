@@ -1,0 +1,50 @@
+"""Layers shared by the FAN (:mod:`awing_jax.models.fan`) and the coordinate regressors
+(:mod:`awing_jax.models.regression`): convolutions with PyTorch's padding and a chosen lowering,
+BatchNorm with PyTorch's defaults, and a parameter count.
+
+docs/models.md describes the networks built from them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from awing_jax.models.conv import conv_function
+
+# PyTorch BatchNorm2d defaults: momentum 0.1 on the new statistic = flax momentum 0.9 on the old.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+def count_params(tree) -> int:
+    """Number of scalars in a pytree of arrays or ``jax.ShapeDtypeStruct`` (from eval_shape)."""
+    return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def conv(features: int, kernel: int, dtype, name: str, *, bias: bool, lowering: str,
+         stride: int = 1) -> nn.Conv:
+    """A square convolution with PyTorch's symmetric padding ``kernel // 2`` (flax's "SAME" pads
+    stride-2 convolutions unevenly), float32 parameters, computed in ``dtype``.
+
+    ``lowering`` is the model's ``conv_lowering`` (:mod:`awing_jax.models.conv`); it changes how
+    the convolution runs, not its parameters or (beyond float rounding) its result.
+    """
+    pad = kernel // 2
+    return nn.Conv(
+        features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
+        use_bias=bias, dtype=dtype, param_dtype=jnp.float32, name=name,
+        conv_general_dilated=conv_function(lowering),
+    )
+
+
+def batch_norm(train: bool, axis_name: str | None, dtype, name: str) -> nn.BatchNorm:
+    """BatchNorm with PyTorch's eps and momentum; batch statistics in training (averaged over
+    ``axis_name`` when given), running averages otherwise."""
+    return nn.BatchNorm(
+        use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+        axis_name=axis_name, dtype=dtype, param_dtype=jnp.float32, name=name,
+    )
