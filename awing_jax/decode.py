@@ -1,7 +1,8 @@
 """Heatmaps -> landmark coordinates (AWing reference decoder and a sub-pixel estimator).
 
 Coordinates are ``(x, y)`` input pixels with integer values at pixel centres; heatmap coordinate
-``u`` maps to ``stride*(u + 0.5) - 0.5`` (see :mod:`awing_jax.targets`).
+``u`` maps to ``stride*(u + 0.5) - 0.5`` (see :mod:`awing_jax.targets`). How both decoders
+relate to the authors' code: docs/conventions.md.
 """
 
 from __future__ import annotations

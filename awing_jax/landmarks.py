@@ -13,6 +13,7 @@ accepts both, so checkpoints and exported models carry their scheme with them.
 Coordinates everywhere in awing-jax are ``(x, y)`` in pixels, 0-based, with integer values at pixel
 centres: pixel ``i`` covers ``[i - 0.5, i + 0.5)``. Under that convention a horizontal flip of an
 image of width ``W`` maps ``x -> W - 1 - x`` (the ``x -> W - x`` of edge-based coordinates).
+The tables and their sources: docs/landmarks.md; pixel conventions: docs/conventions.md.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ everywhere (finite gradients at zero error included).
 the training objective: an elementwise loss, weighted, averaged and summed over the hourglass
 stacks (intermediate supervision). :func:`coordinate_loss` is the objective of coordinate
 regression (Wing paper): an elementwise loss on each x and y of the visible landmarks, averaged.
+Formulas and constants: docs/losses.md.
 """
 
 from __future__ import annotations

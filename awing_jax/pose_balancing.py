@@ -11,7 +11,7 @@ projections are histogrammed into K bins and each sample is replicated
 the fullest one; augmentation makes the copies differ.
 
 All functions are NumPy on (N, L, 2) shapes and take an optional (N, L) ``visible`` mask: missing
-points take no part in alignment, mean shape or principal components.
+points take no part in alignment, mean shape or principal components. See docs/training.md.
 """
 
 from __future__ import annotations

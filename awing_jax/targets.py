@@ -7,7 +7,7 @@ Coordinates follow :mod:`awing_jax.landmarks`: ``(x, y)`` input pixels with inte
 centres. With stride ``s`` heatmap pixel ``j`` covers input pixels ``[s*j - 0.5, s*j + s - 0.5)``,
 so its centre is input pixel ``s*j + (s - 1)/2`` and an input coordinate ``x`` sits at heatmap
 coordinate ``u = (x + 0.5)/s - 0.5`` (the ``x/4 - 0.5`` of pixel-edge coordinates).
-Heatmaps are NHWC: ``heatmap[b, y, x, l]``.
+Heatmaps are NHWC: ``heatmap[b, y, x, l]``. Explained in docs/heatmaps.md and docs/conventions.md.
 """
 
 from __future__ import annotations

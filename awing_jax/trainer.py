@@ -8,7 +8,7 @@ Coordinate regressors (the Wing paper's CNN-6 and ResNet-50, see
 :func:`awing_jax.models.predicts_coordinates`) take the same path; only the objective differs: a
 coordinate loss on the predicted landmarks instead of a heatmap loss on rendered targets. With
 ``config.pdb`` the training records are replicated by pose-based data balancing
-(:mod:`awing_jax.pose_balancing`).
+(:mod:`awing_jax.pose_balancing`). The recipe: docs/training.md.
 """
 
 from __future__ import annotations
