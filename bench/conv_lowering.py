@@ -176,9 +176,9 @@ def programs(args) -> None:
         for lowering, (compile_s, call_s) in rows.items():
             saved = base_call - call_s
             extra = compile_s - base_compile
-            repay = ("-" if lowering == "matmul" else
-                     f"{extra / saved:.0f}" if saved > 0 and extra > 0 else
-                     "never" if extra > 0 else "0")
+            # "-": no longer compile to repay; "never": compiles longer and runs no faster.
+            repay = ("-" if lowering == "matmul" or extra <= 0 else
+                     f"{extra / saved:.0f}" if saved > 0 else "never")
             print(f"{kind:>10} {lowering:>9} {compile_s:10.1f} {call_s * 1e3:9.0f} {repay:>25}",
                   flush=True)
 
