@@ -28,7 +28,7 @@ from flax import jax_utils
 from flax.training import train_state
 
 from awing_jax import checkpoint as ckpt
-from awing_jax import custom_schemes, evaluation, input_pipeline, pose_balancing
+from awing_jax import custom_schemes, evaluation, finetune, input_pipeline, pose_balancing
 from awing_jax.landmarks import get_scheme
 from awing_jax.losses import coordinate_loss, heatmap_loss
 from awing_jax.models import DTYPES, create_model, predicts_coordinates
@@ -256,6 +256,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state = ckpt.restore(manager, manager.latest_step(), state, iterator)
         if is_main:
             print(f"resumed from step {int(state.step)} in {manager.directory}", flush=True)
+    elif config.get("init_from"):  # fine-tuning: another run's (or converted) weights
+        state = finetune.init_state(state, config)
+        if is_main:
+            print(f"weights from {config.init_from}"
+                  + (f" ({config.init_landmark_map})" if config.get("init_landmark_map") else ""),
+                  flush=True)
+
     start_step = int(state.step)
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2))
