@@ -5,7 +5,8 @@
     python evaluate.py --workdir runs/w300 --split challenge --norm eye_centers --box gt
 
 The model and dataset come from the config stored in the checkpoint; flags override the split,
-decoder, normaliser and box protocol. For WFLW's test split the six subsets are reported too.
+decoder, normaliser, box protocol and crop protocol. For WFLW's test split the six subsets are
+reported too.
 """
 
 import json
