@@ -202,3 +202,59 @@ def test_reach_outside():
     matrix = crop.face_square_matrix((10, 10, 30, 30), 32, 1.0)  # the box's square, 20 px
     assert crop.reach_outside(matrix, 32, (100, 100)) == 0.0
     assert crop.reach_outside(matrix, 32, (25, 100)) == pytest.approx(5.5)  # 30 - 24.5
+
+
+def test_predictor_maps_landmarks_back_through_the_landmark_matrix():
+    """An oracle network that outputs the landmark matrix's image of the truth: the predictor
+    must return the truth, which the image matrix's inverse would miss by about half a pixel."""
+    from awing_jax import predict
+
+    box = np.array(CASES["tall"][0])
+    truth = _landmarks(np.random.default_rng(5), box)
+    geometry = crop.crop_geometry("awing_wflw", box, 256)
+    in_crop = crop.apply(geometry.landmark_matrix, truth).astype(np.float32)
+
+    def oracle(images):
+        return np.broadcast_to(in_crop, (len(images), 98, 2)), None
+
+    predictor = predict.Predictor.from_function(oracle, input_size=256, box_scale=1.1,
+                                                scheme="wflw", boundary=False,
+                                                crop_protocol="awing_wflw")
+    found = predictor.predict(_photo(0), box[None], refine=0)[0]
+    np.testing.assert_allclose(found, truth, atol=1e-3)
+    wrong = crop.apply(crop.invert(geometry.matrix), in_crop)
+    assert np.abs(wrong - truth).max() > 0.3
+
+
+def test_export_sidecar_carries_the_protocol(monkeypatch):
+    from awing_jax import export, predict
+
+    meta = export.metadata(convert.conversion_config(num_landmarks=98))
+    assert meta["crop_protocol"] == "awing_wflw"
+
+    def fake_load(path):
+        del path
+        return (lambda images: (np.zeros((len(images), 98, 2), np.float32), None)), dict(meta)
+
+    monkeypatch.setattr(export, "load", fake_load)
+    assert predict.Predictor.from_export("model.jaxexport").crop_protocol == "awing_wflw"
+    del meta["crop_protocol"]  # an artifact exported before protocols existed
+    assert predict.Predictor.from_export("model.jaxexport").crop_protocol == "face_square"
+
+
+def test_training_crop_without_jitter_is_the_evaluation_crop():
+    import dataclasses
+
+    box, spread = CASES["step_4"]
+    landmarks = _landmarks(np.random.default_rng(7), box, spread)
+    example = common.make_example(_photo(1), landmarks, np.ones(98, bool), np.asarray(box), "f")
+    config = convert.conversion_config(num_landmarks=98)
+    augment = dataclasses.replace(
+        input_pipeline.TrainAugment.from_config(config), rotation=0.0, scale=0.0,
+        translation=0.0, flip=0.0, blur_prob=0.0, noise_prob=0.0, occlusion_prob=0.0)
+    assert augment.crop_protocol == "awing_wflw"
+    trained = augment(example, np.random.default_rng(0))
+    evaluated = input_pipeline.eval_example(example, 0, input_size=256, box_scale=1.1,
+                                            crop_protocol="awing_wflw")
+    np.testing.assert_allclose(trained["landmarks"], evaluated["landmarks"], atol=1e-4)
+    np.testing.assert_array_equal(trained["image"], evaluated["image"])
