@@ -18,8 +18,7 @@ neither the model code nor a checkpoint, at the price of its size (about 97 MB f
 
 A JSON sidecar ``<out>.json`` holds what a caller needs to crop faces the way the model expects
 (``input_size``, ``box_scale``, ``crop_protocol``: see :mod:`awing_jax.crop`; artifacts without
-it crop face squares) and
- to read the output (``scheme``, ``num_landmarks``,
+it crop face squares) and to read the output (``scheme``, ``num_landmarks``,
 ``scheme_definition``: the whole landmark scheme, point names included for schemes from the data,
 ``boundary``, ``decoder``); :class:`awing_jax.predict.Predictor` reads both files.
 """

@@ -166,7 +166,6 @@ class Predictor:
       input_size: model input side S.
       box_scale: face-square side / box longer side.
       crop_protocol: how boxes become crops (:data:`awing_jax.crop.PROTOCOLS`).
-
       scheme: landmark scheme name.
       landmark_scheme: the :class:`~awing_jax.landmarks.LandmarkScheme` (point names of schemes
         from the data).
