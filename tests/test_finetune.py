@@ -1,5 +1,6 @@
 """Fine-tuning from a converted checkpoint: config.init_from, config.init_landmark_map."""
 
+import json
 import os
 import subprocess
 import sys
@@ -137,6 +138,15 @@ def test_finetune_run_starts_from_the_converted_params(converted, data_dir, tmp_
     saved = ckpt.restore_variables(manager, step)
     _assert_trees_equal(saved["params"], _expected_300w(variables)["params"])
     assert ckpt.restore_config(manager, step).crop_protocol == "awing_wflw"
+    # evaluate.py follows the checkpoint's protocol, with GT boxes too.
+    result = subprocess.run(
+        [sys.executable, "evaluate.py", "--workdir", workdir, "--checkpoint", "latest",
+         "--box", "gt"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "box gt, crop awing_wflw" in result.stdout
+    report = json.load(open(os.path.join(workdir, "eval", "synthetic_faces-test.json")))
+    assert (report["crop_protocol"], report["box"]) == ("awing_wflw", "gt")
+    assert report["splits"]["test"]["num_images"] == 8
 
 
 def test_protocol_given_by_the_run_wins(converted, data_dir):
