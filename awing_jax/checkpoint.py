@@ -83,8 +83,14 @@ def resolve_step(manager: ocp.CheckpointManager, which: str | int) -> int:
 
 
 def restore_config(manager: ocp.CheckpointManager, step: int) -> ml_collections.ConfigDict:
+    """The run's config; one saved before crop protocols existed gets ``crop_protocol``
+    ``"face_square"``, the crop it was trained and evaluated with."""
     restored = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
-    return ml_collections.ConfigDict(restored["config"])
+    config = ml_collections.ConfigDict(restored["config"])
+    if "crop_protocol" not in config:
+        config.crop_protocol = "face_square"
+    return config
+
 
 
 def restore(manager: ocp.CheckpointManager, step: int, abstract_state, iterator=None):

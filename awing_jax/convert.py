@@ -210,12 +210,14 @@ def convert_state_dict(state_dict: Mapping, *, num_landmarks: int, num_stacks: i
 
 
 def conversion_config(*, num_landmarks: int, num_stacks: int = 4, features: int = 256,
-                      depth: int = 4, input_size: int = 256):
+                      depth: int = 4, input_size: int = 256, crop_protocol: str = "awing_wflw"):
     """The config stored with converted weights: the dataset config of the scheme with that many
-    points, the given layout, and the reference heatmap convention the released weights were
-    trained with (targets and decoder)."""
+    points, the given layout, the reference heatmap convention the released weights were
+    trained with (targets and decoder) and the crop they were trained on: the authors' WFLW
+    geometry (``awing_wflw``, docs/crop_protocols.md) by default."""
     import importlib
 
+    from awing_jax import crop
     from awing_jax.landmarks import get_scheme
 
     scheme = get_scheme(num_landmarks).name
@@ -229,6 +231,7 @@ def conversion_config(*, num_landmarks: int, num_stacks: int = 4, features: int 
     config.model.boundary = True
     config.target.mode = "reference"
     config.decoder = "reference"
+    config.crop_protocol = crop.check_protocol(crop_protocol)
     return config
 
 
@@ -251,12 +254,14 @@ def main(argv) -> int:
                   features=FLAGS.features, depth=FLAGS.depth)
     try:
         variables = convert_state_dict(load_state_dict(FLAGS.pth), **layout)
-        config = conversion_config(**layout, input_size=FLAGS.input_size)
+        config = conversion_config(**layout, input_size=FLAGS.input_size,
+                                   crop_protocol=FLAGS.crop_protocol)
     except (FileNotFoundError, ImportError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     where = write_checkpoint(variables, config, FLAGS.out)
-    print(f"wrote {where} ({config.scheme}, {FLAGS.num_stacks} stacks); "
+    print(f"wrote {where} ({config.scheme}, {FLAGS.num_stacks} stacks, crop protocol "
+          f"{config.crop_protocol}); "
           f"evaluate with: python evaluate.py --workdir {FLAGS.out}")
     return 0
 
@@ -270,5 +275,8 @@ if __name__ == "__main__":
     flags.DEFINE_integer("features", 256, "Hourglass width.")
     flags.DEFINE_integer("depth", 4, "Hourglass levels.")
     flags.DEFINE_integer("input_size", 256, "Model input side S stored in the config.")
+    flags.DEFINE_string("crop_protocol", "awing_wflw", "Crop protocol stored in the config "
+                        "(awing_jax.crop.PROTOCOLS): the authors' WFLW geometry by default.")
+
     FLAGS = flags.FLAGS
     app.run(lambda argv: sys.exit(main(argv)))

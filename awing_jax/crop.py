@@ -17,6 +17,8 @@ All matrices are 2x3 affine maps of pixel-centre coordinates, the convention of 
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 
@@ -95,17 +97,197 @@ def crop_face(image: np.ndarray, box, out_size: int, scale: float = 1.0):
     return warp(image, matrix, out_size), matrix
 
 
-PROTOCOLS = ("face_square",)
+# ----------------------------------------------------------------------------------------------
+# Crop protocols: how a face box (and, when known, its landmarks) becomes the model's input.
+#
+# "face_square": the face square of the box at ``box_scale`` (above); landmarks are pixel-centre
+# coordinates, the image and the landmarks go through the same matrix.
+# "awing_wflw": the AWing authors' WFLW test geometry (docs/crop_protocols.md): the padded box's
+# window of 200 * (w' + h') / D photo pixels resized to 450, D lowered from 250 in steps of 10 while
+# a known landmark falls within 10 px of that image's edge, then the central 360 px resized to the
+# input size. Their image goes through two cv2.resize calls of integer pixel windows (pixel
+# centres), their landmarks through a continuous scaling by the window's nominal length: the image
+# matrix and the landmark matrix differ (by about half a photo pixel and by the integer window's
+# rounding), and a crop carries both (CropGeometry).
+
+PROTOCOLS = ("face_square", "awing_wflw")
+DEFAULT_PROTOCOL = "face_square"
+
+# awing_wflw constants, as the authors' preprocessing and test loader have them.
+AWING_BOX_PAD = 0.05          # step 1: each side grows by int(0.05 * size / 2)
+AWING_DIVISOR = 250           # step 2: scale = (w' + h') / D, D from here ...
+AWING_DIVISOR_STEP = 10       # ... lowered by this while a landmark is near the edge (step 4)
+AWING_MIN_DIVISOR = 10        # step 4 stops here whatever the landmarks
+AWING_FIRST_SIZE = 450        # step 3: first resized image
+AWING_EDGE = 10.0             # step 4: landmarks must lie in [EDGE, FIRST_SIZE - EDGE]
+AWING_SECOND_CENTRE = 225.0   # step 5: centre and scale of the second crop, in the 450 image
+AWING_SECOND_SCALE = 1.8
+# Box and landmark values this close to an integer are that integer before the authors' ``int()``
+# casts: stored boxes go through float32 crop coordinates and come back a few 1e-5 px off.
+_SNAP = 1e-3
 
 
-def crop_matrix(protocol: str, box, out_size: int, *, box_scale: float,
-                landmarks=None) -> np.ndarray:
-    """The 2x3 photo -> crop matrix (pixel centres, ``cv2.warpAffine``) of a crop ``protocol``.
+def check_protocol(protocol: str) -> str:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown crop protocol {protocol!r}: expected one of "
+                         f"{', '.join(PROTOCOLS)}")
+    return protocol
 
-    ``"face_square"``: the face square of ``box`` at ``box_scale`` (:func:`face_square_matrix`);
-    it does not use ``landmarks``.
+
+def _int(value: float) -> int:
+    """Python's ``int()`` (truncation toward zero) of a value snapped to a near integer."""
+    nearest = round(value)
+    return int(nearest if abs(value - nearest) < _SNAP else value)
+
+
+def _awing_window(box, landmarks=None):
+    """Steps 1, 2 and 4: ``(left, top, right, bottom, length, divisor)`` of the first (450 px)
+    crop.
+
+    ``left``, ``top``, ``right``, ``bottom`` bound the integer pixel window the authors' crop
+    function resizes (``int(c ± length // 2)``) and ``length = 200 * scale`` the side their
+    landmark scaling divides by: the window is ``2 * (length // 2)`` pixels wide (one more or
+    less where ``int`` truncates a negative value), not ``length``. Without landmarks step 4
+    cannot run and the divisor stays 250.
     """
-    if protocol != "face_square":
-        raise ValueError(f"unknown crop protocol {protocol!r}: expected one of {PROTOCOLS}")
-    del landmarks
-    return face_square_matrix(box, out_size, box_scale)
+    left, top, right, bottom = (_int(float(v)) for v in box)
+    if not (right > left and bottom > top):
+        raise ValueError(f"degenerate face box {tuple(box)!r}: need x1 < x2 and y1 < y2 after "
+                         "the integer cast")
+    pad_x = int(AWING_BOX_PAD * (right - left) / 2)
+    pad_y = int(AWING_BOX_PAD * (bottom - top) / 2)
+    left, right = max(0, left - pad_x), right + pad_x
+    top, bottom = max(0, top - pad_y), bottom + pad_y
+    cx = right - (right - left) / 2
+    cy = bottom - (bottom - top) / 2
+    divisor = AWING_DIVISOR
+    while True:
+        length = 200 * ((right - left + bottom - top) / divisor)
+        x0, y0 = int(cx - length // 2), int(cy - length // 2)
+        window = (x0, y0, int(cx + length // 2), int(cy + length // 2), length, divisor)
+        if landmarks is None or divisor - AWING_DIVISOR_STEP < AWING_MIN_DIVISOR:
+            return window
+        points = (np.asarray(landmarks, np.float64) - [x0, y0]) * AWING_FIRST_SIZE / length
+        if not ((points < AWING_EDGE) | (points > AWING_FIRST_SIZE - AWING_EDGE)).any():
+            return window
+        divisor -= AWING_DIVISOR_STEP
+
+
+def _resize_matrix(left: int, top: int, right: int, bottom: int, size: int) -> np.ndarray:
+    """``cv2.resize`` of the pixel window ``[left, right) x [top, bottom)`` to ``size`` x
+    ``size``, as a pixel-centre matrix: output pixel u samples ``left + (u + 0.5) * w / size
+    - 0.5``."""
+    kx, ky = size / (right - left), size / (bottom - top)
+    return np.array([[kx, 0.0, kx * (0.5 - left) - 0.5], [0.0, ky, ky * (0.5 - top) - 0.5]])
+
+
+def awing_matrices(box, out_size: int, landmarks=None) -> tuple[np.ndarray, np.ndarray, int]:
+    """The authors' steps 1-5 as matrices.
+
+    Returns ``(image, label, divisor)``: ``image`` the 2x3 pixel-centre map of their two
+    ``cv2.resize`` calls (photo pixel -> ``out_size`` crop pixel); ``label`` the map of their
+    landmark scaling, ``(x - left) * 450 / length`` then ``(X - left2) * out_size / length2``,
+    from a point as the annotation writes it to continuous crop coordinates (no half-pixel
+    terms: the values their decoder's ``(argmax + 0.5) * 4`` is compared with); ``divisor`` the
+    D step 4 ended at.
+    """
+    x0, y0, x1, y1, length, divisor = _awing_window(box, landmarks)
+    k1 = AWING_FIRST_SIZE / length
+    length2 = 200 * AWING_SECOND_SCALE
+    x2, y2 = (int(AWING_SECOND_CENTRE - length2 // 2),) * 2
+    x3, y3 = (int(AWING_SECOND_CENTRE + length2 // 2),) * 2
+    k2 = out_size / length2
+    first = np.array([[k1, 0.0, -k1 * x0], [0.0, k1, -k1 * y0]])
+    second = np.array([[k2, 0.0, -k2 * x2], [0.0, k2, -k2 * y2]])
+    image = compose(_resize_matrix(x2, y2, x3, y3, out_size),
+                    _resize_matrix(x0, y0, x1, y1, AWING_FIRST_SIZE))
+    return image, compose(second, first), divisor
+
+
+@dataclasses.dataclass(frozen=True)
+class CropGeometry:
+    """One face's crop under a protocol.
+
+    Attributes:
+      matrix: (2, 3) photo pixels -> input pixels, pixel centres: the image warp
+        (:func:`warp`).
+      landmark_matrix: (2, 3) photo landmarks as the dataset writes them -> input-pixel
+        landmarks the model is trained on and evaluated against (pixel centres, the convention
+        of the decoders). Equal to ``matrix`` for ``face_square``.
+      protocol: the protocol's name.
+      divisor: ``awing_wflw``: the divisor D step 4 ended at; None otherwise.
+    """
+
+    matrix: np.ndarray
+    landmark_matrix: np.ndarray
+    protocol: str
+    divisor: int | None = None
+
+    @property
+    def to_photo(self) -> np.ndarray:
+        """(2, 3) input-pixel landmarks -> photo landmarks (the inverse of ``landmark_matrix``)."""
+        return invert(self.landmark_matrix)
+
+
+def _zoom(matrix, out_size: int, zoom: float) -> np.ndarray:
+    """``matrix`` followed by a zoom-out by ``zoom`` about the crop's centre."""
+    if zoom == 1.0:
+        return np.asarray(matrix, np.float64)
+    k, c = 1.0 / zoom, (out_size - 1) / 2.0
+    return compose([[k, 0.0, c - k * c], [0.0, k, c - k * c]], matrix)
+
+
+def crop_geometry(protocol: str, box, out_size: int, *, box_scale: float = 1.0,
+                  landmarks=None, zoom: float = 1.0) -> CropGeometry:
+    """The crop of ``protocol`` for a face.
+
+    Args:
+      protocol: one of :data:`PROTOCOLS`.
+      box: (4,) ``(x1, y1, x2, y2)`` face box in photo pixels (the dataset's box, a detector's,
+        or the landmarks' extent for the "GT box" path).
+      out_size: the model's input side.
+      box_scale: ``face_square``: square side / box longer side. Unused by ``awing_wflw``
+        (its window is fixed by the authors' steps).
+      landmarks: (L, 2) known landmarks of the face in photo pixels (visible ones only), or None.
+        ``awing_wflw`` runs step 4 with them (without: divisor 250, the first try);
+        ``face_square`` ignores them.
+      zoom: the crop's side times this (about its centre): the predictor's first-crop search.
+
+    Returns:
+      A :class:`CropGeometry`.
+    """
+    check_protocol(protocol)
+    if protocol == "face_square":
+        matrix = face_square_matrix(box, out_size, box_scale * zoom)
+        return CropGeometry(matrix, matrix, protocol)
+    if not np.isfinite(np.asarray(box, np.float64)).all():
+        raise ValueError(f"degenerate face box {tuple(box)!r}: need finite coordinates")
+    if landmarks is not None:
+        landmarks = np.asarray(landmarks, np.float64).reshape(-1, 2)
+        landmarks = landmarks if len(landmarks) else None
+    image, label, divisor = awing_matrices(box, out_size, landmarks)
+    # Pixel-centre crop coordinates (the decoders' convention): continuous label - 0.5.
+    labels = compose([[1.0, 0.0, -0.5], [0.0, 1.0, -0.5]], label)
+    return CropGeometry(_zoom(image, out_size, zoom), _zoom(labels, out_size, zoom), protocol,
+                        divisor)
+
+
+
+def crop_matrix(protocol: str, box, out_size: int, *, box_scale: float = 1.0,
+                landmarks=None, zoom: float = 1.0) -> np.ndarray:
+    """The 2x3 photo -> input image matrix (pixel centres, ``cv2.warpAffine``) of a crop
+    ``protocol``; see :func:`crop_geometry` (whose ``matrix`` this is)."""
+    return crop_geometry(protocol, box, out_size, box_scale=box_scale, landmarks=landmarks,
+                         zoom=zoom).matrix
+
+
+def reach_outside(matrix, out_size: int, shape) -> float:
+    """How far the crop of the 2x3 ``matrix`` reaches past an image of ``shape`` (H, W, ...):
+    the largest distance, in that image's pixels, from its outer pixel edges to a corner of the
+    crop's outer pixel edges (0 when the crop lies inside)."""
+    height, width = shape[:2]
+    edge = out_size - 0.5
+    corners = apply(invert(matrix), np.array([[-0.5, -0.5], [edge, -0.5], [-0.5, edge],
+                                              [edge, edge]]))
+    past = np.maximum(np.maximum(-0.5 - corners, corners - [width - 0.5, height - 0.5]), 0.0)
+    return float(past.max())

@@ -130,7 +130,7 @@ def mean_shape_baseline(train_source, eval_source, config, *, box: str | None = 
     """
     scheme = get_scheme(config.scheme)
     kw = {"input_size": config.input_size, "box_scale": config.box_scale,
-          "box": box or config.eval_box}
+          "box": box or config.eval_box, "crop_protocol": input_pipeline.protocol_of(config)}
 
     def geometry(source):
         faces = [input_pipeline.eval_geometry(source[i], **kw)[1] for i in range(len(source))]

@@ -19,7 +19,8 @@ neither the model code nor a checkpoint, at the price of its size (about 97 MB f
 24M-parameter model, the size of its float32 weights). It is lowered for CPU and CUDA by default.
 
 A JSON sidecar ``<out>.json`` holds what a caller needs to crop faces the way the model expects
-(``input_size``, ``box_scale``) and to read the output (``scheme``, ``num_landmarks``,
+(``input_size``, ``box_scale``, ``crop_protocol``: see :mod:`awing_jax.crop`; artifacts without
+it crop face squares) and to read the output (``scheme``, ``num_landmarks``,
 ``scheme_definition``: the whole landmark scheme, point names included for schemes from the data,
 ``boundary``, ``decoder``); :class:`awing_jax.predict.Predictor` reads both files.
 """
@@ -70,6 +71,7 @@ def metadata(config) -> dict:
         "format": FORMAT,
         "input_size": int(config.input_size),
         "box_scale": float(config.box_scale),
+        "crop_protocol": config.get("crop_protocol", "face_square"),
         "scheme": get_scheme(config.scheme).name,
         "num_landmarks": get_scheme(config.scheme).num_landmarks,
         "scheme_definition": get_scheme(config.scheme).to_dict(),

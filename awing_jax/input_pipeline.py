@@ -106,6 +106,35 @@ def _face_square(example, box_key: str, input_size: int, box_scale: float) -> np
         raise ValueError(f"{_source_name(example)}: {box_key}: {e}") from None
 
 
+def _stored_geometry(example, box_key: str, input_size: int, box_scale: float,
+                     protocol: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(image_matrix, landmark_matrix)`` from stored-crop pixels to input pixels of a record
+    under a crop protocol (:func:`awing_jax.crop.crop_geometry`).
+
+    ``face_square`` works in stored-crop pixels (the face square is scale invariant).
+    ``awing_wflw`` works in the photo's pixels: its integer casts, its clamp at the photo's
+    top-left corner and its step 4 (with the record's visible landmarks) are defined there.
+    """
+    if protocol == "face_square":
+        matrix = _face_square(example, box_key, input_size, box_scale)
+        return matrix, matrix
+    crop.check_protocol(protocol)
+    to_photo = np.asarray(example["to_original"], np.float64)
+    visible = np.asarray(example["visible"], bool)
+    photo_landmarks = crop.apply(to_photo, _checked_landmarks(example)[visible])
+    if box_key == "gt_box":
+        photo_box = crop.landmarks_box(photo_landmarks)
+    else:
+        photo_box = crop.apply(to_photo, np.asarray(example[box_key], np.float64).reshape(2, 2))
+    try:
+        geometry = crop.crop_geometry(protocol, photo_box.reshape(4), input_size,
+                                      box_scale=box_scale, landmarks=photo_landmarks)
+    except ValueError as e:
+        raise ValueError(f"{_source_name(example)}: {box_key}: {e}") from None
+    return (crop.compose(geometry.matrix, to_photo),
+            crop.compose(geometry.landmark_matrix, to_photo))
+
+
 def _decode(jpeg: bytes, matrix: np.ndarray, origin: str) -> tuple[np.ndarray, np.ndarray]:
     """Decodes a stored crop to BGR, as small as the warp ``matrix`` allows without losing detail.
 
@@ -156,6 +185,15 @@ def train_augment_matrix(rng: np.random.Generator, box, *, input_size: int, box_
       scheme's flip permutation.
     """
     face = crop.face_square_matrix(box, input_size, box_scale)
+    jitter, flipped = augment_jitter(rng, input_size=input_size, rotation=rotation, scale=scale,
+                                     translation=translation, flip=flip)
+    return crop.compose(jitter, face), flipped
+
+
+def augment_jitter(rng: np.random.Generator, *, input_size: int, rotation: float, scale: float,
+                   translation: float, flip: float) -> tuple[np.ndarray, bool]:
+    """The random input-pixel similarity of :func:`train_augment_matrix` (rotation, zoom, shift
+    and mirror about the input's centre), applied after any crop protocol's matrix."""
     angle = np.deg2rad(rng.uniform(-rotation, rotation))
     zoom = rng.uniform(1.0 - scale, 1.0 + scale)
     shift = rng.uniform(-translation, translation, 2) * (input_size / 256.0)
@@ -164,10 +202,9 @@ def train_augment_matrix(rng: np.random.Generator, box, *, input_size: int, box_
     c = (input_size - 1) / 2.0
     jitter = np.array([[a, -b, c - a * c + b * c + shift[0]],
                        [b, a, c - b * c - a * c + shift[1]]])
-    matrix = crop.compose(jitter, face)
     if flipped:
-        matrix = crop.compose([[-1.0, 0.0, input_size - 1.0], [0.0, 1.0, 0.0]], matrix)
-    return matrix, flipped
+        jitter = crop.compose([[-1.0, 0.0, input_size - 1.0], [0.0, 1.0, 0.0]], jitter)
+    return jitter, flipped
 
 
 @functools.cache
@@ -201,6 +238,7 @@ class TrainAugment:
     noise_std: tuple[float, float]
     occlusion_prob: float
     occlusion_size: tuple[float, float]
+    crop_protocol: str = crop.DEFAULT_PROTOCOL
 
     @classmethod
     def from_config(cls, config) -> TrainAugment:
@@ -215,22 +253,31 @@ class TrainAugment:
             rotation=a.rotation, scale=a.scale, translation=a.translation, flip=flip,
             blur_prob=a.blur_prob, blur_sigma=tuple(a.blur_sigma),
             noise_prob=a.noise_prob, noise_std=tuple(a.noise_std),
-            occlusion_prob=a.occlusion_prob, occlusion_size=tuple(a.occlusion_size))
+            occlusion_prob=a.occlusion_prob, occlusion_size=tuple(a.occlusion_size),
+            crop_protocol=protocol_of(config))
 
     def __call__(self, example, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Stored record → ``{"image": (S, S, 3) uint8, "landmarks": (L, 2) float32 input pixels,
         "visible": (L,) bool}``."""
         landmarks = _checked_landmarks(example)
-        try:
-            matrix, flipped = train_augment_matrix(
-                rng, example["box"], input_size=self.input_size, box_scale=self.box_scale,
-                rotation=self.rotation, scale=self.scale, translation=self.translation,
-                flip=self.flip)
-        except ValueError as e:
-            raise ValueError(f"{_source_name(example)}: box: {e}") from None
+        jitter = dict(input_size=self.input_size, rotation=self.rotation, scale=self.scale,
+                      translation=self.translation, flip=self.flip)
+        if self.crop_protocol == "face_square":
+            try:
+                matrix, flipped = train_augment_matrix(
+                    rng, example["box"], box_scale=self.box_scale, **jitter)
+            except ValueError as e:
+                raise ValueError(f"{_source_name(example)}: box: {e}") from None
+            labels = matrix
+        else:  # the protocol's crop of the dataset box, then the same random similarity
+            base, base_labels = _stored_geometry(example, "box", self.input_size,
+                                                 self.box_scale, self.crop_protocol)
+            random, flipped = augment_jitter(rng, **jitter)
+            matrix, labels = crop.compose(random, base), crop.compose(random, base_labels)
         image = _crop_rgb(example["image"], matrix, self.input_size, _source_name(example))
         self._photometric(image, rng)
-        points = crop.apply(matrix, landmarks).astype(np.float32)
+        points = crop.apply(labels, landmarks).astype(np.float32)
+
         visible = np.asarray(example["visible"], bool)
         if flipped:
             perm = np.asarray(self.flip_permutation)
@@ -403,39 +450,47 @@ def train_iterator(source, config, *, seed: int, num_local_devices: int, per_dev
 # Evaluation.
 
 
-def eval_geometry(example, *, input_size: int, box_scale: float,
-                  box: str = "dataset") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def eval_geometry(example, *, input_size: int, box_scale: float, box: str = "dataset",
+                  crop_protocol: str = crop.DEFAULT_PROTOCOL
+                  ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The evaluation crop of one stored record without its pixels.
 
-    Returns the (2, 3) stored-crop → input matrix (face square of ``box`` or ``gt_box``) and
-    ``landmarks`` (L, 2) float32 and ``box`` (4,) float32 (the dataset box) in input pixels,
-    ``visible`` (L,) bool.
+    Returns the (2, 3) stored-crop → input image matrix (the ``crop_protocol``'s crop of ``box``
+    or ``gt_box``), and ``landmarks`` (L, 2) float32 and ``box`` (4,) float32 (the dataset box)
+    in input pixels (through the protocol's landmark matrix), ``visible`` (L,) bool and
+    ``landmark_matrix`` (2, 3) float64 (stored-crop landmarks → input pixels).
     """
     if box not in ("dataset", "gt"):
         raise ValueError(f"box must be 'dataset' or 'gt', got {box!r}")
     landmarks = _checked_landmarks(example)
-    matrix = _face_square(example, "box" if box == "dataset" else "gt_box", input_size,
-                          box_scale)
-    dataset_box = crop.apply(matrix, np.asarray(example["box"], np.float64).reshape(2, 2))
+    matrix, labels = _stored_geometry(example, "box" if box == "dataset" else "gt_box",
+                                      input_size, box_scale, crop_protocol)
+    dataset_box = crop.apply(labels, np.asarray(example["box"], np.float64).reshape(2, 2))
     return matrix, {
-        "landmarks": crop.apply(matrix, landmarks).astype(np.float32),
+        "landmarks": crop.apply(labels, landmarks).astype(np.float32),
         "visible": np.asarray(example["visible"], bool),
         "box": dataset_box.reshape(4).astype(np.float32),
+        "landmark_matrix": labels,
     }
 
 
 def eval_example(example, index: int, *, input_size: int, box_scale: float,
-                 box: str = "dataset") -> dict[str, np.ndarray]:
-    """One stored record → the deterministic face-square crop of its ``box`` or ``gt_box``.
+                 box: str = "dataset", crop_protocol: str = crop.DEFAULT_PROTOCOL
+                 ) -> dict[str, np.ndarray]:
+    """One stored record → the deterministic crop (``crop_protocol``) of its ``box`` or
+    ``gt_box``.
 
-    Returns :func:`eval_geometry`'s fields plus ``image`` (S, S, 3) uint8, ``to_original``
-    (2, 3) float64 (input pixels → original photo pixels), ``index`` int32, ``valid`` True.
+    Returns :func:`eval_geometry`'s fields (but ``landmark_matrix``) plus ``image`` (S, S, 3)
+    uint8, ``to_original`` (2, 3) float64 (input pixels → original photo pixels: the inverse of
+    the landmark matrix), ``index`` int32, ``valid`` True.
     """
-    matrix, geometry = eval_geometry(example, input_size=input_size, box_scale=box_scale, box=box)
+    matrix, geometry = eval_geometry(example, input_size=input_size, box_scale=box_scale, box=box,
+                                     crop_protocol=crop_protocol)
+    labels = geometry.pop("landmark_matrix")
     return {
         "image": _crop_rgb(example["image"], matrix, input_size, _source_name(example)),
         **geometry,
-        "to_original": crop.compose(example["to_original"], crop.invert(matrix)),
+        "to_original": crop.compose(example["to_original"], crop.invert(labels)),
         "index": np.int32(index),
         "valid": np.bool_(True),
     }
@@ -451,14 +506,20 @@ def _stack_padded(examples, batch_size: int):
     return batch
 
 
-def eval_batches(source, config, *, batch_size: int, box: str | None = None,
+def protocol_of(config) -> str:
+    """The config's crop protocol; configs written before protocols existed crop face squares."""
+    return crop.check_protocol(config.get("crop_protocol", crop.DEFAULT_PROTOCOL))
+
+
+def eval_batches(
+source, config, *, batch_size: int, box: str | None = None,
                  shard_index: int = 0, shard_count: int = 1) -> grain.DatasetIterator:
     """Every record of the shard exactly once, in order, in batches of ``batch_size``.
 
     Args:
       source: a split from :func:`data_source`.
-      config: reads ``input_size``, ``box_scale``, ``eval_box`` (when ``box`` is None) and
-        ``prefetch_threads``.
+      config: reads ``input_size``, ``box_scale``, ``crop_protocol`` (``face_square`` when
+        the config has none), ``eval_box`` (when ``box`` is None) and ``prefetch_threads``.
       box: ``"dataset"`` (the annotation box) or ``"gt"`` (the landmarks' extent).
 
     Returns:
@@ -467,7 +528,8 @@ def eval_batches(source, config, *, batch_size: int, box: str | None = None,
     """
     transform = functools.partial(eval_example, input_size=int(config.input_size),
                                   box_scale=float(config.box_scale),
-                                  box=box or config.eval_box)
+                                  box=box or config.eval_box,
+                                  crop_protocol=protocol_of(config))
     start, stop = shard_bounds(len(source), shard_index, shard_count)
     cv2.setNumThreads(1)   # see train_iterator
     ds = (grain.MapDataset.range(start, stop)

@@ -3,11 +3,14 @@
     predictor = Predictor("runs/wflw")                      # or Predictor.from_export(path)
     landmarks = predictor.predict(image, boxes)             # (N, L, 2) photo pixels
 
-Each face is cropped exactly as evaluation crops it: the face square of its box at the config's
-``box_scale``, resampled to ``input_size`` (:func:`awing_jax.crop.face_square_matrix`). The model
+Each face is cropped exactly as evaluation crops it, by the checkpoint's crop protocol
+(:func:`awing_jax.crop.crop_geometry`): the face square of its box at the config's ``box_scale``
+(``face_square``), or the authors' WFLW geometry (``awing_wflw``, converted weights; without
+landmarks its step 4 cannot run, docs/crop_protocols.md), resampled to ``input_size``. The model
 sees the crop, its last stack's heatmaps are decoded with the config's decoder, and the landmarks
-go back through the inverse of the crop matrix, so they are 0-based pixel-centre coordinates of
-the photo.
+go back through the inverse of the protocol's landmark matrix, so they are photo coordinates in
+the convention of the annotations the model was trained on (0-based pixel centres for the
+project's datasets).
 
 Without boxes the faces are found by a detector (:func:`detect_faces`, :mod:`awing_jax.detectors`).
 Its boxes are not the boxes the model was trained with (WFLW's, 300W's, ...), so by default each
@@ -163,6 +166,7 @@ class Predictor:
     Attributes:
       input_size: model input side S.
       box_scale: face-square side / box longer side.
+      crop_protocol: how boxes become crops (:data:`awing_jax.crop.PROTOCOLS`).
       scheme: landmark scheme name.
       landmark_scheme: the :class:`~awing_jax.landmarks.LandmarkScheme` (point names of schemes
         from the data).
@@ -195,18 +199,19 @@ class Predictor:
         predictor = cls.from_function(fn, input_size=meta["input_size"],
                                       box_scale=meta["box_scale"],
                                       scheme=meta.get("scheme_definition") or meta["scheme"],
-                                      boundary=meta["boundary"])
+                                      boundary=meta["boundary"],
+                                      crop_protocol=meta.get("crop_protocol", "face_square"))
         predictor._pad_batches = True  # exported for any batch size; few shapes compile faster
         return predictor
 
     @classmethod
     def from_function(cls, fn: Callable, *, input_size: int, box_scale: float, scheme,
-                      boundary: bool = True) -> Predictor:
+                      boundary: bool = True, crop_protocol: str = "face_square") -> Predictor:
         """A predictor around ``fn(images uint8 (B, S, S, 3)) -> (landmarks (B, L, 2) input
         pixels, heatmaps (B, S/4, S/4, C))``, the contract of an exported model."""
         predictor = cls.__new__(cls)
         meta = {"input_size": input_size, "box_scale": box_scale, "scheme": scheme,
-                "boundary": boundary}
+                "boundary": boundary, "crop_protocol": crop_protocol}
         predictor._setup(lambda _, images: fn(images), meta, variables=None)
         predictor._heatmaps = None
         predictor._pad_batches = False  # the function's batch sizes are the caller's
@@ -217,6 +222,7 @@ class Predictor:
         self._variables = variables
         self.input_size = int(meta["input_size"])
         self.box_scale = float(meta["box_scale"])
+        self.crop_protocol = crop.check_protocol(meta.get("crop_protocol", "face_square"))
         self.landmark_scheme = get_scheme(meta.get("scheme_definition") or meta["scheme"])
         self.scheme = self.landmark_scheme.name
         self.num_landmarks = self.landmark_scheme.num_landmarks
@@ -235,20 +241,34 @@ class Predictor:
         return (np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8),
                 np.stack(matrices) if matrices else np.zeros((0, 2, 3)))
 
+    def _crop_geometry(self, box, landmarks=None, scale: float = 1.0) -> crop.CropGeometry:
+        """The checkpoint's crop protocol for one face (``scale`` multiplies the crop's side)."""
+        return crop.crop_geometry(self.crop_protocol, box, self.input_size,
+                                  box_scale=self.box_scale, landmarks=landmarks, zoom=scale)
+
     def _crop_matrix(self, box, landmarks=None, scale: float = 1.0) -> np.ndarray:
-        """The photo -> input matrix of the checkpoint's crop protocol for one face
-        (``scale`` multiplies the box scale)."""
-        return crop.crop_matrix(getattr(self, "crop_protocol", "face_square"), box,
-                                self.input_size, box_scale=self.box_scale * scale,
-                                landmarks=landmarks)
+        """The photo -> input image matrix of :meth:`_crop_geometry`."""
+        return self._crop_geometry(box, landmarks, scale).matrix
+
+    def refined_geometry(self, landmarks) -> tuple[np.ndarray, np.ndarray]:
+        """The crops of the "GT box" path for faces with landmarks (N, L, 2): the crop protocol
+        applied to the landmarks' extent (:func:`awing_jax.crop.landmarks_box`) and, for
+        ``awing_wflw``, its step 4 to the landmarks: the crop evaluation makes with
+        ``eval_box="gt"``. Returns ((N, 2, 3) image matrices, (N, 2, 3) landmark matrices)."""
+        landmarks = np.asarray(landmarks, np.float64).reshape(-1, self.num_landmarks, 2)
+        found = [self._crop_geometry(crop.landmarks_box(p), p) for p in landmarks]
+        return _stack_geometry(found)
 
     def refined_matrices(self, landmarks) -> np.ndarray:
-        """(N, 2, 3) the crops of the "GT box" path for faces with landmarks (N, L, 2): the crop
-        protocol applied to the landmarks' extent (:func:`awing_jax.crop.landmarks_box`), the
-        crop evaluation makes with ``eval_box="gt"``."""
-        landmarks = np.asarray(landmarks, np.float64).reshape(-1, self.num_landmarks, 2)
-        return np.stack([self._crop_matrix(crop.landmarks_box(p), p) for p in landmarks]
-                        ) if len(landmarks) else np.zeros((0, 2, 3))
+        """(N, 2, 3) the image matrices of :meth:`refined_geometry`."""
+        return self.refined_geometry(landmarks)[0]
+
+    def predict_geometry(self, images, owners, matrices, landmark_matrices):
+        """:meth:`predict_crops` with the crops' landmark matrices, where the protocol's
+        differ from the image matrices."""
+        if self.crop_protocol == "face_square":
+            return self.predict_crops(images, owners, matrices)
+        return self.predict_crops(images, owners, matrices, landmark_matrices)
 
     def infer_crops(self, crops) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The model on (B, S, S, 3) uint8 crops, ``batch_size`` at a time.
@@ -282,16 +302,19 @@ class Predictor:
         return (np.concatenate(out_l), np.concatenate(out_c),
                 np.concatenate(out_b) if out_b else None)
 
-    def predict_crops(self, images, owners, matrices):
+    def predict_crops(self, images, owners, matrices, landmark_matrices=None):
         """Landmarks of faces given by crop matrices: face i is ``images[owners[i]]`` through
-        ``matrices[i]`` (photo -> input). Returns (landmarks (N, L, 2) photo pixels, confidence
-        (N, L), boundaries or None)."""
+        ``matrices[i]`` (photo -> input), its landmarks go back through the inverse of
+        ``landmark_matrices[i]`` (default: ``matrices``; they differ for ``awing_wflw``, see
+        :class:`awing_jax.crop.CropGeometry`). Returns (landmarks (N, L, 2) photo pixels,
+        confidence (N, L), boundaries or None)."""
         size = self.input_size
         crops = [crop.warp(images[o], m, size) for o, m in zip(owners, matrices, strict=True)]
         crops = np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
         landmarks, confidence, boundaries = self.infer_crops(crops)
+        labels = matrices if landmark_matrices is None else landmark_matrices
         photo = np.stack([crop.apply(crop.invert(m), pts)
-                          for m, pts in zip(matrices, landmarks, strict=True)]
+                          for m, pts in zip(labels, landmarks, strict=True)]
                          ) if len(landmarks) else np.zeros((0, self.num_landmarks, 2))
         return photo, confidence, boundaries
 
@@ -338,12 +361,14 @@ class Predictor:
         all_boxes = np.concatenate(per_image) if per_image else np.zeros((0, 4))
         best = None
         for scale in search_scales if refine else (1.0,):
-            matrices = np.stack([self._crop_matrix(b, scale=scale) for b in all_boxes]
-                                ) if len(all_boxes) else np.zeros((0, 2, 3))
-            landmarks, confidence, boundaries = self.predict_crops(images, owners, matrices)
+            matrices, labels = _stack_geometry(
+                [self._crop_geometry(b, scale=scale) for b in all_boxes])
+            landmarks, confidence, boundaries = self.predict_geometry(images, owners, matrices,
+                                                                      labels)
             for _ in range(refine):
-                matrices = self.refined_matrices(landmarks)
-                landmarks, confidence, boundaries = self.predict_crops(images, owners, matrices)
+                matrices, labels = self.refined_geometry(landmarks)
+                landmarks, confidence, boundaries = self.predict_geometry(
+                    images, owners, matrices, labels)
             trial = (matrices, landmarks, confidence, boundaries)
             if best is None:
                 best = [None if x is None else np.array(x) for x in trial]  # copies
@@ -455,7 +480,16 @@ class Predictor:
         return [np.asarray(h) for h in outputs]
 
 
-def draw_overlay(image: np.ndarray, prediction: FacePrediction, *, boundary_alpha: float = 0.7,
+def _stack_geometry(geometries) -> tuple[np.ndarray, np.ndarray]:
+    """((N, 2, 3) image matrices, (N, 2, 3) landmark matrices) of crop geometries."""
+    if not geometries:
+        return np.zeros((0, 2, 3)), np.zeros((0, 2, 3))
+    return (np.stack([g.matrix for g in geometries]),
+            np.stack([g.landmark_matrix for g in geometries]))
+
+
+def draw_overlay(
+image: np.ndarray, prediction: FacePrediction, *, boundary_alpha: float = 0.7,
                  point_colour=(255, 40, 40), boundary_colour=(0, 255, 255),
                  box_colour=(255, 200, 0)) -> np.ndarray:
     """The photo with each face's box, landmarks and predicted boundary blended in (RGB uint8)."""

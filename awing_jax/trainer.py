@@ -28,7 +28,14 @@ from flax import jax_utils
 from flax.training import train_state
 
 from awing_jax import checkpoint as ckpt
-from awing_jax import custom_schemes, evaluation, inference, input_pipeline, pose_balancing
+from awing_jax import (
+    custom_schemes,
+    evaluation,
+    finetune,
+    inference,
+    input_pipeline,
+    pose_balancing,
+)
 from awing_jax.landmarks import get_scheme
 from awing_jax.losses import coordinate_loss, heatmap_loss
 from awing_jax.models import DTYPES, create_model, predicts_coordinates
@@ -261,6 +268,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state = ckpt.restore(manager, manager.latest_step(), state, iterator)
         if is_main:
             print(f"resumed from step {int(state.step)} in {manager.directory}", flush=True)
+    elif config.get("init_from"):  # fine-tuning: another run's (or converted) weights
+        state = finetune.init_state(state, config)
+        if is_main:
+            print(f"weights from {config.init_from}"
+                  + (f" ({config.init_landmark_map})" if config.get("init_landmark_map") else ""),
+                  flush=True)
     start_step = int(state.step)  # the config is saved with every checkpoint (ckpt.save)
 
     p_train_step = make_p_train_step(config)

@@ -150,8 +150,10 @@ class FaceTracker:
         kept: list[tuple[_Track, np.ndarray, np.ndarray]] = []
         lost = False
         if self._tracks:
-            matrices = p.refined_matrices(np.stack([t.landmarks for t in self._tracks]))
-            landmarks, confidence, _ = p.predict_crops([frame], [0] * len(matrices), matrices)
+            matrices, labels = p.refined_geometry(np.stack([t.landmarks for t in self._tracks]))
+            landmarks, confidence, _ = p.predict_geometry([frame], [0] * len(matrices), matrices,
+                                                          labels)
+
             for track, points, conf in zip(self._tracks, landmarks, confidence, strict=True):
                 cx, cy = (points.min(0) + points.max(0)) / 2
                 inside = 0 <= cx <= width - 1 and 0 <= cy <= height - 1

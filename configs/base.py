@@ -21,6 +21,16 @@ def get_config() -> ml_collections.ConfigDict:
     c.input_size = 256         # model input S; heatmaps are S / 4
     c.box_scale = 1.1          # face square side / box longer side (WFLW boxes: +10%)
     c.eval_box = "dataset"     # "dataset" (annotation box) or "gt" (landmarks' extent)
+    # How a face box becomes the model input (awing_jax.crop, docs/crop_protocols.md):
+    # "face_square" (the square of max(w, h) * box_scale around the box centre) or
+    # "awing_wflw" (the AWing authors' WFLW geometry; converted weights carry it).
+    c.crop_protocol = "face_square"
+    # Fine-tuning (awing_jax/finetune.py, docs/landmark_maps.md): a workdir whose checkpoint's
+    # params and batch statistics start the run ("" = random init), and the map of its output
+    # channels to this run's scheme ("" = same landmarks; "wflw_to_300w").
+    c.init_from = ""
+    c.init_landmark_map = ""
+
 
     # Augmentation (docs/training.md); translation is in pixels at input 256, scaled with it.
     c.augment = ml_collections.ConfigDict()

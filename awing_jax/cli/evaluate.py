@@ -5,7 +5,8 @@
     python evaluate.py --workdir runs/w300 --split challenge --norm eye_centers --box gt
 
 The model and dataset come from the config stored in the checkpoint; flags override the split,
-decoder, normaliser and box protocol. For WFLW's test split the six subsets are reported too.
+decoder, normaliser, box protocol and crop protocol. For WFLW's test split the six subsets are
+reported too.
 """
 
 import json
@@ -23,6 +24,8 @@ flags.DEFINE_enum("decoder", None, ["reference", "subpixel"], "Heatmap decoder."
 flags.DEFINE_string("norm", None, "NME normaliser: inter_ocular, inter_pupil, eye_centers, box.")
 flags.DEFINE_enum("box", None, ["dataset", "gt"], "Crop from the dataset's face box or from the "
                   "landmarks' extent (the 'GT box' protocol).")
+flags.DEFINE_enum("crop_protocol", None, ["face_square", "awing_wflw"], "Crop protocol "
+                  "(default: the checkpoint's; face_square for checkpoints without one).")
 flags.DEFINE_bool("flip_test", False, "Average the heatmaps of the image and its mirror image.")
 flags.DEFINE_float("threshold", None, "FR/AUC threshold (default: the config's).")
 flags.DEFINE_integer("batch_size", None, "Evaluation batch size.")
@@ -81,6 +84,8 @@ def main(argv):
         config.dataset = FLAGS.dataset
     if FLAGS.data_dir:
         config.data_dir = FLAGS.data_dir
+    if FLAGS.crop_protocol:
+        config.crop_protocol = FLAGS.crop_protocol
     if FLAGS.threshold is not None:
         config.failure_threshold = FLAGS.threshold
     split = FLAGS.split or config.eval_split
@@ -105,9 +110,12 @@ def main(argv):
 
     t = config.failure_threshold
     print(f"checkpoint step {step} of {os.path.abspath(FLAGS.workdir)}; {config.dataset}, "
-          f"norm {norm}, box {box}, decoder {decoder}, flip test {FLAGS.flip_test}")
+          f"norm {norm}, box {box}, crop {config.crop_protocol}, decoder {decoder}, "
+          f"flip test {FLAGS.flip_test}")
     print(f"{'split':<20} {'images':>7} {'NME %':>8} {f'FR@{t} %':>9} {f'AUC@{t}':>9}")
     report = {"checkpoint_step": step, "dataset": config.dataset, "norm": norm, "box": box,
+              "crop_protocol": config.crop_protocol,
+
               "decoder": decoder, "flip_test": FLAGS.flip_test, "threshold": t, "splits": {}}
     curves = {}
     for name in splits:

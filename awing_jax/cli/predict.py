@@ -230,6 +230,8 @@ def run_images(predictor, files, boxes, align) -> int:
         report = {"scheme": predictor.scheme, "num_landmarks": predictor.num_landmarks,
                   "point_names": _point_names(predictor),
                   "input_size": predictor.input_size, "box_scale": predictor.box_scale,
+                  "crop_protocol": predictor.crop_protocol,
+
                   "refine": FLAGS.refine, "detector": FLAGS.detector or "default",
                   "confidence": "heatmap peak of each landmark", "files": records}
         with open(FLAGS.json, "w") as f:

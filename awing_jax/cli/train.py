@@ -9,6 +9,12 @@
 
 A rerun with the same workdir resumes from its latest checkpoint (params, optimiser, step, data
 iterator), so an interrupted run continues exactly as an uninterrupted one.
+
+Fine-tuning: ``--config.init_from=DIR`` starts from the weights of DIR's checkpoint (converted or
+trained) and keeps its crop protocol unless ``--config.crop_protocol`` says otherwise;
+``--config.init_landmark_map=wflw_to_300w`` maps a 98-point model onto 300W's 68 points
+(awing_jax/finetune.py, docs/landmark_maps.md).
+
 """
 
 import os
@@ -65,9 +71,19 @@ def main(argv):
 
     import jax
 
-    from awing_jax import evaluation, input_pipeline, trainer
+    from awing_jax import evaluation, finetune, input_pipeline, trainer
     from datasets import build
 
+    # A crop protocol set on the command line or in the config file (anything but the default)
+    # wins over the one of the checkpoint init_from names.
+    protocol_given = (config.crop_protocol != "face_square" or any(
+        a.split("=")[0] == "--config.crop_protocol" for a in sys.argv[1:]))
+    try:
+        config = finetune.resolve_config(config, protocol_given=protocol_given, announce=(
+            print if jax.process_index() == 0 else None))
+    except finetune.InitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if config.dataset == "synthetic_faces":
         build.build("synthetic_faces", data_dir=config.data_dir or None)
     from awing_jax import custom_schemes
@@ -87,6 +103,9 @@ def main(argv):
     except trainer.TrainingDivergedError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    except finetune.InitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if jax.process_index() != 0:
         return 0
     t = config.failure_threshold

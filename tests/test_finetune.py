@@ -1,0 +1,198 @@
+"""Fine-tuning from a converted checkpoint: config.init_from, config.init_landmark_map."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from awing_jax import checkpoint as ckpt
+from awing_jax import convert, finetune, landmark_maps, trainer
+from awing_jax.landmarks import get_scheme
+from awing_jax.models.fan import FAN
+from configs import tiny
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAYOUT = dict(num_stacks=2, features=16, depth=2)
+SIZE = 32
+# WFLW's 98 points -> 300W's 68, typed out from the usual correspondence: every other cheek
+# point, the upper brow edges, nose, eye corners and the upper/lower points beside each eye's
+# top and bottom centre, the mouth.
+WFLW_TO_300W = [
+    0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32,
+    33, 34, 35, 36, 37, 42, 43, 44, 45, 46,
+    51, 52, 53, 54, 55, 56, 57, 58, 59,
+    60, 61, 63, 64, 65, 67, 68, 69, 71, 72, 73, 75,
+    76, 77, 78, 79, 80, 81, 82, 83, 84, 85, 86, 87, 88, 89, 90, 91, 92, 93, 94, 95,
+]
+
+
+def _random_variables(num_landmarks: int, seed: int = 3, **layout):
+    """A FAN's variables with every leaf moved off its initial value (variances stay > 0)."""
+    model = FAN(num_landmarks, **{**LAYOUT, **layout})
+    variables = model.init(jax.random.key(seed), np.zeros((1, SIZE, SIZE, 3), np.float32),
+                           train=False)
+    rng = np.random.default_rng(seed)
+    flat = traverse_util.flatten_dict(jax.device_get(variables))
+    for path, value in flat.items():
+        noise = rng.normal(0.0, 0.1, value.shape).astype(np.float32)
+        flat[path] = value + (np.abs(noise) if path[-1] == "var" else noise)
+    return traverse_util.unflatten_dict(flat)
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """A converted-style checkpoint of a tiny 98-point FAN (what awing_jax.convert writes)."""
+    path = str(tmp_path_factory.mktemp("converted"))
+    variables = _random_variables(98)
+    config = convert.conversion_config(num_landmarks=98, input_size=SIZE, **LAYOUT)
+    convert.write_checkpoint(variables, config, path)
+    return path, variables
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    from datasets import build
+
+    path = str(tmp_path_factory.mktemp("tfds"))
+    build.build("synthetic_faces", data_dir=path, num_train=16, num_test=8, image_size=64)
+    return path
+
+
+def _config(data_dir, init_from, **overrides):
+    config = tiny.get_config()
+    config.data_dir = data_dir
+    config.model.num_stacks = LAYOUT["num_stacks"]
+    config.init_from = init_from
+    config.init_landmark_map = "wflw_to_300w"
+    config.update_from_flattened_dict(overrides)
+    return config
+
+
+def _expected_300w(variables):
+    """The 98-point variables cut to 300W by the typed table (boundary channel kept last)."""
+    keep = np.array([*WFLW_TO_300W, 98])
+    flat = traverse_util.flatten_dict(variables)
+    for path in flat:
+        if path[-2].startswith("heatmap_conv_"):
+            flat[path] = flat[path][..., keep]
+        elif path[-2].startswith("merge_heatmaps_") and path[-1] == "kernel":
+            flat[path] = flat[path][..., keep, :]
+    return traverse_util.unflatten_dict(flat)
+
+
+def _assert_trees_equal(actual, expected):
+    a = traverse_util.flatten_dict(jax.device_get(actual))
+    e = traverse_util.flatten_dict(expected)
+    assert a.keys() == e.keys()
+    for path, value in e.items():
+        np.testing.assert_array_equal(np.asarray(a[path]), value, err_msg=str(path))
+
+
+def test_wflw_to_300w_is_the_usual_table():
+    found = landmark_maps.get_map("wflw_to_300w")
+    assert list(found.indices) == WFLW_TO_300W
+    # Mirroring commutes with the map: the map sends left/right pairs to left/right pairs.
+    wflw = get_scheme("wflw").flip_permutation
+    w300 = get_scheme("300w").flip_permutation
+    assert [wflw[found.indices[i]] for i in range(68)] == [found.indices[w300[i]]
+                                                           for i in range(68)]
+    points = np.arange(98 * 2, dtype=float).reshape(98, 2)
+    np.testing.assert_array_equal(landmark_maps.map_points(points, "wflw_to_300w"),
+                                  points[WFLW_TO_300W])
+
+
+def test_initial_state_is_the_mapped_checkpoint(converted, data_dir):
+    path, variables = converted
+    config = finetune.resolve_config(_config(data_dir, path), protocol_given=False)
+    assert config.crop_protocol == "awing_wflw"  # kept from the converted checkpoint
+    state = trainer.create_train_state(config, jax.random.key(0), 16)
+    started = finetune.init_state(state, config)
+    expected = _expected_300w(variables)
+    _assert_trees_equal(started.params, expected["params"])
+    _assert_trees_equal(started.batch_stats, expected["batch_stats"])
+    # The test can fail: an unmapped (first 68 channels) start differs.
+    assert not np.array_equal(
+        np.asarray(started.params["heatmap_conv_0"]["bias"]),
+        np.concatenate([variables["params"]["heatmap_conv_0"]["bias"][:68],
+                        variables["params"]["heatmap_conv_0"]["bias"][98:]]))
+
+
+def test_finetune_run_starts_from_the_converted_params(converted, data_dir, tmp_path):
+    """A run with learning rate 0 keeps its starting parameters: the saved checkpoint holds
+    exactly the mapped converted ones, and the converted model's crop protocol."""
+    path, variables = converted
+    config = _config(data_dir, path, **{
+        "optimizer.name": "sgd", "optimizer.learning_rate": 0.0, "optimizer.weight_decay": 0.0,
+        "num_train_steps": 2, "eval_every_steps": 2, "checkpoint_every_steps": 2})
+    config = finetune.resolve_config(config, protocol_given=False)
+    workdir = str(tmp_path / "ft")
+    trainer.train_and_evaluate(config, workdir)
+    manager = ckpt.create_manager(workdir, read_only=True)
+    step = manager.latest_step()
+    assert step == 2
+    saved = ckpt.restore_variables(manager, step)
+    _assert_trees_equal(saved["params"], _expected_300w(variables)["params"])
+    assert ckpt.restore_config(manager, step).crop_protocol == "awing_wflw"
+    # evaluate.py follows the checkpoint's protocol, with GT boxes too.
+    result = subprocess.run(
+        [sys.executable, "evaluate.py", "--workdir", workdir, "--checkpoint", "latest",
+         "--box", "gt"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "box gt, crop awing_wflw" in result.stdout
+    report = json.load(open(os.path.join(workdir, "eval", "synthetic_faces-test.json")))
+    assert (report["crop_protocol"], report["box"]) == ("awing_wflw", "gt")
+    assert report["splits"]["test"]["num_images"] == 8
+
+
+def test_protocol_given_by_the_run_wins(converted, data_dir):
+    path, _ = converted
+    config = finetune.resolve_config(_config(data_dir, path), protocol_given=True)
+    assert config.crop_protocol == "face_square"
+
+
+def test_checkpoint_without_a_protocol_is_a_face_square_one(data_dir, tmp_path):
+    config = convert.conversion_config(num_landmarks=68, input_size=SIZE, **LAYOUT)
+    del config["crop_protocol"]
+    convert.write_checkpoint(_random_variables(68), config, str(tmp_path))
+    manager = ckpt.create_manager(str(tmp_path), read_only=True)
+    assert ckpt.restore_config(manager, 0).crop_protocol == "face_square"
+    run = finetune.resolve_config(_config(data_dir, str(tmp_path), init_landmark_map="",
+                                          crop_protocol="awing_wflw"), protocol_given=False)
+    assert run.crop_protocol == "face_square"
+
+
+def test_weights_that_do_not_fit_are_refused(converted, data_dir):
+    path, _ = converted
+    with pytest.raises(finetune.InitError, match="init_landmark_map"):
+        finetune.resolve_config(_config(data_dir, path, init_landmark_map=""),
+                                protocol_given=False)
+    config = _config(data_dir, path, **{"model.features": 32})
+    state = trainer.create_train_state(config, jax.random.key(0), 16)
+    with pytest.raises(finetune.InitError, match="do not fit"):
+        finetune.init_state(state, config)
+
+
+def test_bad_init_from_is_one_error_line(tmp_path):
+    missing = str(tmp_path / "no_such_run")
+    result = subprocess.run(
+        [sys.executable, "train.py", "--config", "configs/tiny.py",
+         f"--config.init_from={missing}", "--workdir", str(tmp_path / "w")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: init_from {missing}: no such directory"]
+    assert "Traceback" not in result.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = subprocess.run(
+        [sys.executable, "train.py", "--config", "configs/tiny.py",
+         f"--config.init_from={empty}", "--workdir", str(tmp_path / "w")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: init_from {empty}: no checkpoint")
