@@ -11,7 +11,12 @@ afresh, at step 0. The run keeps the checkpoint's crop protocol (``awing_wflw`` 
 weights: the crops the network was trained on) unless the run's config sets one itself
 (:func:`resolve_config`). ``config.init_landmark_map`` maps a checkpoint of another landmark
 scheme onto the run's (:mod:`awing_jax.landmark_maps`): the output channels of a heatmap model are
-picked (and the boundary channel kept). A run that resumes from its own checkpoint ignores
+picked (and the boundary channel kept). Without a map, a checkpoint of another point count still
+starts the run: every parameter whose shape fits is loaded and the per-stack output heads (the
+heatmap convolutions and their merge back into the features) start from the run's own random
+initialisation; the run prints which. A run without the boundary channel takes a boundary model's
+weights without the boundary's channels (its coordinate convolutions without the inputs masked by
+the boundary, as if no pixel were on one). A run that resumes from its own checkpoint ignores
 ``init_from``.
 """
 
@@ -29,6 +34,12 @@ from awing_jax.landmarks import get_scheme
 # output channels (the heatmap convolution) and input channels (its merge back into features).
 _OUTPUT_MODULES = ("heatmap_conv_",)
 _INPUT_MODULES = ("merge_heatmaps_",)
+# The coordinate convolutions of stacks 1.. read x and y masked by the previous boundary as their
+# last two input channels (awing_jax/models/fan.py, coord_channels).
+_COORD_MODULES = ("coord_conv_",)
+_BOUNDARY_COORDS = 2
+# What may start afresh when the landmark scheme or the boundary channel differs.
+_HEAD_MODULES = _OUTPUT_MODULES + _INPUT_MODULES + _COORD_MODULES
 _MAX_LISTED = 8
 
 
@@ -73,10 +84,11 @@ def resolve_config(config, *, protocol_given: bool, announce=None):
             raise InitError(f"init_landmark_map {name!r} maps {found.source} to {found.target}, "
                             f"but init_from {init_from} is {source.name} and this run "
                             f"{target.name}")
-    elif source.num_landmarks != target.num_landmarks:
-        raise InitError(f"init_from {init_from} predicts {source.num_landmarks} landmarks "
-                        f"({source.name}), this run {target.num_landmarks} ({target.name}); set "
-                        f"config.init_landmark_map (known: {', '.join(landmark_maps.MAPS)})")
+    elif source.num_landmarks != target.num_landmarks and announce:
+        announce(f"init_from {init_from} predicts {source.num_landmarks} landmarks "
+                 f"({source.name}), this run {target.num_landmarks} ({target.name}): the output "
+                 f"heads start afresh (config.init_landmark_map maps channels instead; known: "
+                 f"{', '.join(landmark_maps.MAPS)})")
     if not protocol_given:
         protocol = crop.check_protocol(init.get("crop_protocol", crop.DEFAULT_PROTOCOL))
         if protocol != config.get("crop_protocol", crop.DEFAULT_PROTOCOL) and announce:
@@ -86,11 +98,23 @@ def resolve_config(config, *, protocol_given: bool, announce=None):
     return config
 
 
-def map_channels(variables: dict, indices, *, num_source: int, boundary: bool) -> dict:
+def map_channels(variables: dict, indices, *, num_source: int, boundary: bool,
+                 keep_boundary: bool | None = None) -> dict:
     """The FAN ``variables`` of a ``num_source``-landmark model with their landmark channels
-    reduced (or reordered) to ``indices`` (the boundary channel, when there is one, stays last)."""
-    keep = np.asarray(list(indices) + ([num_source] if boundary else []))
+    reduced (or reordered) to ``indices``.
+
+    ``boundary``: the source model has the boundary channel (channel ``num_source``).
+    ``keep_boundary`` (default: ``boundary``): it stays, last; False drops it, and with it the
+    two boundary-masked coordinate inputs of the coordinate convolutions (a model without the
+    boundary channel sees them as zero everywhere). ``indices=None`` keeps every landmark.
+    """
+    keep_boundary = boundary if keep_boundary is None else keep_boundary
+    if keep_boundary and not boundary:
+        raise ValueError("cannot keep a boundary channel the source model does not have")
+    indices = range(num_source) if indices is None else indices
+    keep = np.asarray(list(indices) + ([num_source] if keep_boundary else []), dtype=int)
     width = num_source + int(boundary)
+    drop_coords = boundary and not keep_boundary
     out = {}
     for collection, tree in variables.items():
         flat = traverse_util.flatten_dict(tree)
@@ -102,42 +126,72 @@ def map_channels(variables: dict, indices, *, num_source: int, boundary: bool) -
             elif (module.startswith(_INPUT_MODULES) and path[-1] == "kernel"
                   and value.shape[-2] == width):
                 value = value[..., keep, :]
+            elif (drop_coords and module.startswith(_COORD_MODULES) and module != "coord_conv_0"
+                  and path[-1] == "kernel"):
+                value = value[..., :-_BOUNDARY_COORDS, :]
             flat[path] = value
         out[collection] = traverse_util.unflatten_dict(flat)
     return out
 
 
-def initial_variables(config, template: dict) -> dict:
+def initial_variables(config, template: dict, *, announce=None) -> dict:
     """The ``{"params", "batch_stats"}`` this run starts from: ``config.init_from``'s, mapped by
     ``config.init_landmark_map``, checked leaf by leaf against ``template`` (the run's freshly
-    initialised variables: same structure and shapes)."""
+    initialised variables: same structure and shapes).
+
+    When the run's landmark scheme or boundary channel differs from the checkpoint's, the
+    output-head leaves that still do not fit (the heads of another point count without a map, or
+    a boundary channel the checkpoint lacks) keep ``template``'s values; ``announce`` (a print
+    function) is told which. Any other leaf that does not fit is an :class:`InitError`.
+    """
     init_from = config.init_from
     init_config, variables = load(init_from)
     name = config.get("init_landmark_map", "")
-    if name:
-        if init_config.model.name != "fan":
-            raise InitError(f"init_landmark_map needs a heatmap model (fan); init_from "
-                            f"{init_from} is a {init_config.model.name}")
-        variables = map_channels(
-            variables, landmark_maps.get_map(name).indices,
-            num_source=get_scheme(init_config.scheme).num_landmarks,
-            boundary=bool(init_config.model.boundary))
-    problems = []
+    source_boundary = bool(init_config.model.get("boundary", False))
+    target_boundary = bool(config.model.get("boundary", False))
+    source_points = get_scheme(init_config.scheme).num_landmarks
+    target_points = get_scheme(config.scheme).num_landmarks
+    is_fan = init_config.model.name == "fan" and config.model.name == "fan"
+    if name and not is_fan:
+        raise InitError(f"init_landmark_map needs a heatmap model (fan); init_from "
+                        f"{init_from} is a {init_config.model.name}")
+    indices = landmark_maps.get_map(name).indices if name else None
+    if is_fan and (indices is not None or source_boundary != target_boundary):
+        variables = map_channels(variables, indices, num_source=source_points,
+                                 boundary=source_boundary,
+                                 keep_boundary=source_boundary and target_boundary)
+    # Heads may start afresh only where the run's outputs differ from the checkpoint's.
+    heads_may_differ = is_fan and (
+        (indices is None and source_points != target_points)
+        or (target_boundary and not source_boundary))
+    problems, fresh = [], []
     for collection in ("params", "batch_stats"):
         want = traverse_util.flatten_dict(template.get(collection) or {})
         have = traverse_util.flatten_dict(variables.get(collection) or {})
         for path in sorted(set(want) | set(have)):
             key = f"{collection}/{'/'.join(path)}"
-            if path not in have:
+            fits = path in have and path in want and np.shape(have[path]) == np.shape(want[path])
+            if fits:
+                continue
+            if (heads_may_differ and path in want and len(path) > 1
+                    and path[-2].startswith(_HEAD_MODULES)):
+                have[path] = np.asarray(want[path])
+                fresh.append(key)
+            elif path not in have:
                 problems.append(f"{key} missing")
             elif path not in want:
                 problems.append(f"{key} not in this run's model")
-            elif np.shape(have[path]) != np.shape(want[path]):
+            else:
                 problems.append(f"{key} {np.shape(have[path])} vs {np.shape(want[path])}")
+        variables = {**variables, collection: traverse_util.unflatten_dict(have)} if have else \
+            variables
     if problems:
         more = f" ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
         raise InitError(f"init_from {init_from}: its weights do not fit this config's model "
                         f"(layout: model.*, scheme): {'; '.join(problems[:_MAX_LISTED])}{more}")
+    if fresh and announce:
+        modules = sorted({key.split("/")[1] for key in fresh})
+        announce(f"starting afresh (they do not fit init_from {init_from}): {', '.join(modules)}")
     return {k: _to_jax(variables[k]) for k in ("params", "batch_stats")
             if template.get(k) is not None}
 
@@ -149,10 +203,11 @@ def _to_jax(tree):
     return jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float32), tree)
 
 
-def init_state(state, config):
-    """A fresh TrainState with ``config.init_from``'s weights and a new optimiser state."""
+def init_state(state, config, *, announce=None):
+    """A fresh TrainState with ``config.init_from``'s weights and a new optimiser state
+    (``announce``: see :func:`initial_variables`)."""
     variables = initial_variables(
-        config, {"params": state.params, "batch_stats": state.batch_stats})
+        config, {"params": state.params, "batch_stats": state.batch_stats}, announce=announce)
     params = variables["params"]
     return state.replace(params=params, batch_stats=variables.get("batch_stats"),
                          opt_state=state.tx.init(params))

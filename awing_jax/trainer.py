@@ -269,7 +269,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if is_main:
             print(f"resumed from step {int(state.step)} in {manager.directory}", flush=True)
     elif config.get("init_from"):  # fine-tuning: another run's (or converted) weights
-        state = finetune.init_state(state, config)
+        state = finetune.init_state(state, config, announce=print if is_main else None)
         if is_main:
             print(f"weights from {config.init_from}"
                   + (f" ({config.init_landmark_map})" if config.get("init_landmark_map") else ""),

@@ -166,11 +166,82 @@ def test_checkpoint_without_a_protocol_is_a_face_square_one(data_dir, tmp_path):
     assert run.crop_protocol == "face_square"
 
 
+def _fresh_and_started(config):
+    config = finetune.resolve_config(config, protocol_given=False)
+    state = trainer.create_train_state(config, jax.random.key(0), 16)
+    said = []
+    started = finetune.init_state(state, config, announce=said.append)
+    return state, started, said
+
+
+def test_other_point_count_without_a_map_starts_only_the_heads_afresh(converted, data_dir):
+    """98 -> 68 without init_landmark_map: every leaf that fits is the checkpoint's, the output
+    heads (heatmap convolutions, their merge back) are the run's own initialisation."""
+    path, variables = converted
+    said = []
+    config = finetune.resolve_config(_config(data_dir, path, init_landmark_map=""),
+                                     protocol_given=False, announce=said.append)
+    assert any("the output heads start afresh" in s for s in said)
+    state, started, said = _fresh_and_started(config)
+    fresh = traverse_util.flatten_dict(jax.device_get(state.params))
+    got = traverse_util.flatten_dict(jax.device_get(started.params))
+    source = traverse_util.flatten_dict(variables["params"])
+    # the leaves with one channel per landmark; the merge's bias (per feature) still fits
+    heads = {p for p in got if p[0].startswith("heatmap_conv_")
+             or (p[0].startswith("merge_heatmaps_") and p[1] == "kernel")}
+    assert {p[0] for p in heads} == {"heatmap_conv_0", "heatmap_conv_1", "merge_heatmaps_0"}
+    for p, value in got.items():
+        np.testing.assert_array_equal(value, fresh[p] if p in heads else source[p], str(p))
+    assert said == ["starting afresh (they do not fit init_from "
+                    f"{path}): heatmap_conv_0, heatmap_conv_1, merge_heatmaps_0"]
+    _assert_trees_equal(started.batch_stats, variables["batch_stats"])
+
+
+def test_boundary_weights_without_the_boundary_compute_the_same_landmarks():
+    """A boundary model whose boundary channel is nowhere on (bias -1000, not merged back) and
+    the same weights mapped onto a model without the boundary channel give the same landmark
+    heatmaps in every stack: dropping the channel drops exactly what it fed."""
+    variables = _random_variables(98)
+    flat = traverse_util.flatten_dict(variables)
+    for path in flat:
+        if path[-2].startswith("heatmap_conv_"):
+            flat[path] = flat[path].copy()
+            flat[path][..., 98] = -1000.0 if path[-1] == "bias" else 0.0
+        elif path[-2].startswith("merge_heatmaps_") and path[-1] == "kernel":
+            flat[path] = flat[path].copy()
+            flat[path][..., 98, :] = 0.0
+    variables = traverse_util.unflatten_dict(flat)
+    mapped = finetune.map_channels(variables, None, num_source=98, boundary=True,
+                                   keep_boundary=False)
+    assert mapped["params"]["coord_conv_1"]["kernel"].shape[-2] == LAYOUT["features"] + 3
+    images = np.random.default_rng(0).uniform(0, 1, (2, SIZE, SIZE, 3)).astype(np.float32)
+    with_boundary = FAN(98, **LAYOUT).apply(variables, images, train=False)
+    without = FAN(98, boundary=False, **LAYOUT).apply(mapped, images, train=False)
+    assert len(with_boundary) == len(without) == LAYOUT["num_stacks"]
+    for a, b in zip(with_boundary, without, strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a)[..., :98], atol=1e-5)
+    # The test can fail: keeping the masked coordinate inputs' weights in place of the
+    # feature ones changes stack 2.
+    wrong = traverse_util.flatten_dict(mapped)
+    kernel = variables["params"]["coord_conv_1"]["kernel"]
+    wrong[("params", "coord_conv_1", "kernel")] = np.concatenate(
+        [kernel[..., :LAYOUT["features"] + 1, :], kernel[..., -2:, :]], axis=-2)
+    off = FAN(98, boundary=False, **LAYOUT).apply(traverse_util.unflatten_dict(wrong), images,
+                                                 train=False)
+    assert not np.allclose(np.asarray(off[1]), np.asarray(with_boundary[1])[..., :98], atol=1e-3)
+
+
+def test_run_without_boundary_starts_from_a_boundary_checkpoint(converted, data_dir):
+    path, variables = converted
+    _, started, said = _fresh_and_started(_config(data_dir, path, **{"model.boundary": False}))
+    expected = finetune.map_channels(
+        _expected_300w(variables), None, num_source=68, boundary=True, keep_boundary=False)
+    _assert_trees_equal(started.params, expected["params"])
+    assert said == []  # nothing started afresh
+
+
 def test_weights_that_do_not_fit_are_refused(converted, data_dir):
     path, _ = converted
-    with pytest.raises(finetune.InitError, match="init_landmark_map"):
-        finetune.resolve_config(_config(data_dir, path, init_landmark_map=""),
-                                protocol_given=False)
     config = _config(data_dir, path, **{"model.features": 32})
     state = trainer.create_train_state(config, jax.random.key(0), 16)
     with pytest.raises(finetune.InitError, match="do not fit"):

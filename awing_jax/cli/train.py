@@ -74,16 +74,6 @@ def main(argv):
     from awing_jax import evaluation, finetune, input_pipeline, trainer
     from datasets import build
 
-    # A crop protocol set on the command line or in the config file (anything but the default)
-    # wins over the one of the checkpoint init_from names.
-    protocol_given = (config.crop_protocol != "face_square" or any(
-        a.split("=")[0] == "--config.crop_protocol" for a in sys.argv[1:]))
-    try:
-        config = finetune.resolve_config(config, protocol_given=protocol_given, announce=(
-            print if jax.process_index() == 0 else None))
-    except finetune.InitError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     if config.dataset == "synthetic_faces":
         build.build("synthetic_faces", data_dir=config.data_dir or None)
     from awing_jax import custom_schemes
@@ -92,6 +82,16 @@ def main(argv):
         config = custom_schemes.resolve_config(config, announce=(
             print if jax.process_index() == 0 else None))
     except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    # Fine-tuning, once the scheme is known. A crop protocol set on the command line or in the
+    # config file (anything but the default) wins over the one of the checkpoint init_from names.
+    protocol_given = (config.crop_protocol != "face_square" or any(
+        a.split("=")[0] == "--config.crop_protocol" for a in sys.argv[1:]))
+    try:
+        config = finetune.resolve_config(config, protocol_given=protocol_given, announce=(
+            print if jax.process_index() == 0 else None))
+    except finetune.InitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if jax.process_index() == 0:
