@@ -1,6 +1,6 @@
 """A checkpoint as one self-contained, batch-polymorphic function, serialized with ``jax.export``.
 
-    python -m awing_jax.export --checkpoint runs/wflw --out wflw.jaxexport
+    python -m awing_jax.export --checkpoint runs/wflw --out wflw.jaxexport   # or awing-export
     python predict.py --export wflw.jaxexport --image photo.jpg --box 120,80,360,330
 
 The exported function maps face crops to landmarks:
@@ -25,11 +25,9 @@ A JSON sidecar ``<out>.json`` holds what a caller needs to crop faces the way th
 from __future__ import annotations
 
 import json
-import sys
 
 import jax
 import jax.numpy as jnp
-from absl import app, flags
 
 from awing_jax import checkpoint
 from awing_jax.evaluation import predict_from_outputs
@@ -125,24 +123,7 @@ def export_checkpoint(checkpoint_dir: str, out: str, *, step: str | int = "best"
     return meta
 
 
-def main(argv) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        meta = export_checkpoint(FLAGS.checkpoint, FLAGS.out, step=FLAGS.step,
-                                 platforms=tuple(FLAGS.platforms))
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {FLAGS.out} and {sidecar_path(FLAGS.out)}: {meta}")
-    return 0
-
-
 if __name__ == "__main__":
-    # Flags are defined here, not on import, so that importing the library defines none.
-    flags.DEFINE_string("checkpoint", None, "Workdir holding checkpoints/.", required=True)
-    flags.DEFINE_string("step", "best", "'best', 'latest' or a step number.")
-    flags.DEFINE_string("out", None, "Output file, e.g. model.jaxexport.", required=True)
-    flags.DEFINE_list("platforms", list(DEFAULT_PLATFORMS), "Platforms to lower for.")
-    FLAGS = flags.FLAGS
-    app.run(lambda argv: sys.exit(main(argv)))
+    from awing_jax.cli.export import run
+
+    run()
