@@ -134,6 +134,16 @@ def run(main: Callable[[list[str]], int | None], argv: Sequence[str] | None = No
     :func:`quiet_libraries`), user errors one line; exits with main's status."""
     from absl import app, flags
 
+    # --help: the command's docstring and flags, also for a console script (whose __main__ is a
+    # generated wrapper) and for train.py & co. (whose flags live in awing_jax.cli.*).
+    command = sys.modules.get(getattr(main, "__module__", ""), None)
+    script = sys.modules.get("__main__")
+    if command is not None:
+        if script is not None and not script.__doc__:
+            script.__doc__ = command.__doc__
+        for flag in flags.FLAGS.get_key_flags_for_module(command.__name__):
+            flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
     def wrapped(args):
         quiet_libraries(flags.FLAGS["verbosity"].present > 0, progress_bars=progress_bars)
         sys.exit(call(main, args))
