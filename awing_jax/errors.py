@@ -15,6 +15,7 @@ dataset") only when ``--verbosity`` asks for them.
 from __future__ import annotations
 
 import difflib
+import itertools
 import logging
 import os
 import sys
@@ -59,7 +60,12 @@ def quiet_libraries(verbose: bool = False, *, progress_bars: bool = True) -> Non
 def one_line(message: str) -> str:
     """``message`` as one line: continuation lines joined with ``; ``."""
     lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()]
-    return "; ".join(lines) if lines else "(no message)"
+    if not lines:
+        return "(no message)"
+    text = lines[0]
+    for previous, line in itertools.pairwise(lines):
+        text += (" " if previous.endswith(":") else "; ") + line
+    return text
 
 
 def report(error: BaseException | str) -> int:
