@@ -29,15 +29,19 @@ def package() -> str:
 
 def build_command() -> str:
     """The command line that builds datasets, as the user would type it."""
-    return ("python -m datasets.build" if package() == CHECKOUT_PACKAGE
-            else "awing-build-dataset")
+    try:
+        checkout = package() == CHECKOUT_PACKAGE
+    except ImportError:
+        checkout = False
+    return "python -m datasets.build" if checkout else "awing-build-dataset"
 
 
 def register(dataset: str):
     """Imports the builder of ``dataset`` (``"w300/ground_truth"``: its name before the slash)
-    when awing-jax has one, which registers it with TFDS; returns its module or None."""
-    name = f"{package()}.{dataset.partition('/')[0]}"
+    when awing-jax has one, which registers it with TFDS; returns its module or None (also
+    without any builders, for a dataset registered some other way)."""
     try:
+        name = f"{package()}.{dataset.partition('/')[0]}"
         if importlib.util.find_spec(name) is None:
             return None
     except (ImportError, ValueError):

@@ -65,7 +65,7 @@ def main(argv):
     from awing_jax import checkpoint as ckpt
     from awing_jax import evaluation, input_pipeline
 
-    if not os.path.isdir(ckpt.checkpoint_dir(FLAGS.workdir)):
+    if "://" not in FLAGS.workdir and not os.path.isdir(ckpt.checkpoint_dir(FLAGS.workdir)):
         raise errors.UserError(f"--workdir {FLAGS.workdir}: no checkpoints/ folder in it (train "
                                "into it with train.py, or convert weights with awing-convert)")
     manager = ckpt.create_manager(FLAGS.workdir, read_only=True)
