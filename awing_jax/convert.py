@@ -1,6 +1,6 @@
 """Converts weights of the reference PyTorch FAN into an awing-jax checkpoint.
 
-    python -m awing_jax.convert --pth WFLW_4HG.pth --out runs/wflw_reference
+    python -m awing_jax.convert --pth WFLW_4HG.pth --out runs/wflw_reference   # or awing-convert
     python evaluate.py --workdir runs/wflw_reference
 
 Reads a PyTorch state dict (a ``.pth`` plain, wrapped in ``{"state_dict": ...}`` and/or with the
@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
 from flax import traverse_util
+
+from awing_jax.errors import UserError
 
 # Module names of the flax FAN without an index, and their reference names.
 _FIXED_NAMES = {
@@ -66,8 +66,12 @@ _CONFIG_MODULES = {"wflw": "wflw", "300w": "w300", "cofw": "cofw", "aflw19": "af
 _MAX_LISTED = 20
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError, ValueError):
     """The state dict does not fit the FAN: unused keys, missing keys or wrong shapes."""
+
+
+class MissingWeightsError(UserError, FileNotFoundError):
+    """The weight file does not exist."""
 
 
 def reference_key(collection: str, path: tuple[str, ...]) -> str:
@@ -111,19 +115,48 @@ def normalise_state_dict(state_dict: Mapping) -> dict[str, np.ndarray]:
     return out
 
 
+class NotACheckpointError(UserError, ValueError):
+    """The weight file cannot be read as a state dict (not a PyTorch checkpoint or ``.npz``)."""
+
+
+class TorchMissingError(UserError, ImportError):
+    """A ``.pth`` needs PyTorch, which is not installed (an optional dependency)."""
+
+
 def load_state_dict(path: str) -> Mapping:
-    """The raw state dict in ``path``: an ``.npz`` of arrays, or anything ``torch.load`` reads."""
+    """The raw state dict in ``path``: an ``.npz`` of arrays, or anything ``torch.load`` reads
+    (PyTorch is imported only here, for a ``.pth``).
+
+    Raises:
+      FileNotFoundError: no such file.
+      TorchMissingError: a ``.pth`` without PyTorch installed.
+      NotACheckpointError: the file is not a readable state dict.
+    """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such weight file: {path}")
+        raise MissingWeightsError(f"no such weight file: {path}")
     if path.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {key: data[key] for key in data.files}
+        except (OSError, ValueError) as e:
+            raise NotACheckpointError(f"{path}: not an .npz of arrays ({e})") from None
     try:
         import torch
     except ImportError:
-        raise ImportError(f"reading {path} needs PyTorch; install torch, or save the state "
-                          "dict as an .npz of NumPy arrays (same keys)") from None
-    return torch.load(path, map_location="cpu", weights_only=True)
+        raise TorchMissingError(
+            f"reading {path} needs PyTorch: pip install 'awing-jax[torch]' (or save the state "
+            "dict as an .npz of NumPy arrays, same keys, which needs no torch)") from None
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch.load raises many kinds (UnpicklingError, RuntimeError, ...)
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise NotACheckpointError(
+            f"{path}: not a PyTorch checkpoint that torch.load reads ({type(e).__name__}: "
+            f"{reason[:200]}); expected a state dict saved with torch.save") from None
+    if not isinstance(state_dict, Mapping):
+        raise NotACheckpointError(f"{path}: holds a {type(state_dict).__name__}, not a state "
+                                  "dict (a mapping of parameter names to tensors)")
+    return state_dict
 
 
 def _abstract_variables(num_landmarks: int, num_stacks: int, features: int, depth: int):
@@ -215,13 +248,11 @@ def conversion_config(*, num_landmarks: int, num_stacks: int = 4, features: int 
     points, the given layout, the reference heatmap convention the released weights were
     trained with (targets and decoder) and the crop they were trained on: the authors' WFLW
     geometry (``awing_wflw``, docs/crop_protocols.md) by default."""
-    import importlib
-
-    from awing_jax import crop
+    from awing_jax import config_files, crop
     from awing_jax.landmarks import get_scheme
 
     scheme = get_scheme(num_landmarks).name
-    config = importlib.import_module(f"configs.{_CONFIG_MODULES[scheme]}").get_config()
+    config = config_files.module(_CONFIG_MODULES[scheme]).get_config()
     config.scheme = scheme
     config.input_size = input_size
     config.model.num_stacks = num_stacks
@@ -247,36 +278,7 @@ def write_checkpoint(variables: dict, config, workdir: str, *, step: int = 0) ->
     return os.path.join(checkpoint.checkpoint_dir(workdir), str(step))
 
 
-def main(argv) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    layout = dict(num_landmarks=FLAGS.num_landmarks, num_stacks=FLAGS.num_stacks,
-                  features=FLAGS.features, depth=FLAGS.depth)
-    try:
-        variables = convert_state_dict(load_state_dict(FLAGS.pth), **layout)
-        config = conversion_config(**layout, input_size=FLAGS.input_size,
-                                   crop_protocol=FLAGS.crop_protocol)
-    except (FileNotFoundError, ImportError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    where = write_checkpoint(variables, config, FLAGS.out)
-    print(f"wrote {where} ({config.scheme}, {FLAGS.num_stacks} stacks, crop protocol "
-          f"{config.crop_protocol}); "
-          f"evaluate with: python evaluate.py --workdir {FLAGS.out}")
-    return 0
-
-
 if __name__ == "__main__":
-    # Flags are defined here, not on import, so that importing the library defines none.
-    flags.DEFINE_string("pth", None, "State dict file (.pth, .pt or .npz).", required=True)
-    flags.DEFINE_string("out", None, "Workdir to write checkpoints/0/ into.", required=True)
-    flags.DEFINE_integer("num_landmarks", 98, "Landmarks L (98 WFLW, 68 300W, 29 COFW, 19 AFLW).")
-    flags.DEFINE_integer("num_stacks", 4, "Hourglasses (the reference's num_modules).")
-    flags.DEFINE_integer("features", 256, "Hourglass width.")
-    flags.DEFINE_integer("depth", 4, "Hourglass levels.")
-    flags.DEFINE_integer("input_size", 256, "Model input side S stored in the config.")
-    flags.DEFINE_string("crop_protocol", "awing_wflw", "Crop protocol stored in the config "
-                        "(awing_jax.crop.PROTOCOLS): the authors' WFLW geometry by default.")
+    from awing_jax.cli.convert import run
 
-    FLAGS = flags.FLAGS
-    app.run(lambda argv: sys.exit(main(argv)))
+    run()

@@ -31,8 +31,6 @@ built dataset records (its JSON definition, or a built-in name), so the checkpoi
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -232,19 +230,19 @@ def dataset_scheme(dataset: str, data_dir: str | None = None) -> LandmarkScheme:
     """The landmark scheme a built dataset records in its metadata (``scheme``)."""
     import tensorflow_datasets as tfds
 
-    module = f"datasets.{dataset.partition('/')[0]}"
-    if importlib.util.find_spec("datasets") and importlib.util.find_spec(module):
-        importlib.import_module(module)
+    from awing_jax import dataset_builders, errors
+
+    dataset_builders.register(dataset)
     try:
         builder = tfds.builder(dataset, data_dir=data_dir or None)
         prepared = builder.is_prepared()
     except tfds.core.registered.DatasetNotFoundError:
         prepared = False
     if not prepared:
-        raise FileNotFoundError(
+        raise errors.DatasetNotBuiltError(
             f"config.scheme={FROM_DATASET!r} reads the scheme of the built dataset {dataset!r}, "
             f"which is not built in {data_dir or 'the default TFDS data dir'}; build it with "
-            f"python -m datasets.build {dataset.partition('/')[0]} --manual_dir DIR"
+            f"{dataset_builders.build_command()} {dataset.partition('/')[0]} --manual_dir DIR"
             + (f" --data_dir {data_dir}" if data_dir else ""))
     metadata = builder.info.metadata or {}
     if "scheme" not in metadata:

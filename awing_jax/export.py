@@ -1,6 +1,6 @@
 """A checkpoint as one self-contained, batch-polymorphic function, serialized with ``jax.export``.
 
-    python -m awing_jax.export --checkpoint runs/wflw --out wflw.jaxexport
+    python -m awing_jax.export --checkpoint runs/wflw --out wflw.jaxexport   # or awing-export
     python predict.py --export wflw.jaxexport --image photo.jpg --box 120,80,360,330
 
 The exported function maps face crops to landmarks:
@@ -28,16 +28,13 @@ it crop face squares) and to read the output (``scheme``, ``num_landmarks``,
 from __future__ import annotations
 
 import json
-import sys
 
 import jax
 import jax.numpy as jnp
-from absl import app, flags
 
 from awing_jax import checkpoint, inference
 from awing_jax.landmarks import get_scheme
 from awing_jax.models import create_model
-from awing_jax.models.conv import LOWERINGS
 
 FORMAT = "awing-jax-export-1"
 # Platforms lowered by default: the artifact then runs on a CPU and on an NVIDIA GPU.
@@ -134,27 +131,7 @@ def export_checkpoint(checkpoint_dir: str, out: str, *, step: str | int = "best"
     return meta
 
 
-def main(argv) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        meta = export_checkpoint(FLAGS.checkpoint, FLAGS.out, step=FLAGS.step,
-                                 platforms=tuple(FLAGS.platforms),
-                                 conv_lowering=FLAGS.conv_lowering)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {FLAGS.out} and {sidecar_path(FLAGS.out)}: {meta}")
-    return 0
-
-
 if __name__ == "__main__":
-    # Flags are defined here, not on import, so that importing the library defines none.
-    flags.DEFINE_string("checkpoint", None, "Workdir holding checkpoints/.", required=True)
-    flags.DEFINE_string("step", "best", "'best', 'latest' or a step number.")
-    flags.DEFINE_string("out", None, "Output file, e.g. model.jaxexport.", required=True)
-    flags.DEFINE_list("platforms", list(DEFAULT_PLATFORMS), "Platforms to lower for.")
-    flags.DEFINE_enum("conv_lowering", DEFAULT_CONV_LOWERING, list(LOWERINGS),
-                      "How convolutions run (docs/convolution_lowering.md).")
-    FLAGS = flags.FLAGS
-    app.run(lambda argv: sys.exit(main(argv)))
+    from awing_jax.cli.export import run
+
+    run()

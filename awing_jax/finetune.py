@@ -27,7 +27,7 @@ import os
 import numpy as np
 from flax import traverse_util
 
-from awing_jax import checkpoint, crop, landmark_maps
+from awing_jax import checkpoint, crop, errors, landmark_maps
 from awing_jax.landmarks import get_scheme
 
 # Module name prefixes of the FAN whose kernels carry one channel per landmark (+ boundary):
@@ -43,7 +43,7 @@ _HEAD_MODULES = _OUTPUT_MODULES + _INPUT_MODULES + _COORD_MODULES
 _MAX_LISTED = 8
 
 
-class InitError(ValueError):
+class InitError(errors.UserError, ValueError):
     """``config.init_from`` cannot start this run: no checkpoint, or weights that do not fit."""
 
 

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
-import importlib.util
 import math
+import re
 from collections.abc import Sequence
 
 import cv2
@@ -25,7 +24,7 @@ import grain
 import numpy as np
 import tensorflow_datasets as tfds
 
-from awing_jax import crop
+from awing_jax import crop, dataset_builders, errors
 from awing_jax import landmarks as landmarks_lib
 
 _REDUCED_DECODE = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
@@ -46,9 +45,7 @@ def data_source(dataset: str, split: str, data_dir: str | None = None):
     encoded JPEG, which the pipeline decodes itself (at reduced size when that loses nothing).
     """
     name, _, builder_config = dataset.partition("/")  # e.g. "w300/ground_truth", "cofw/cofw68"
-    module = f"datasets.{name}"
-    if importlib.util.find_spec("datasets") and importlib.util.find_spec(module):
-        importlib.import_module(module)
+    dataset_builders.register(name)
     data_dir = data_dir or None
     try:
         builder = tfds.builder(dataset, data_dir=data_dir)
@@ -57,12 +54,16 @@ def data_source(dataset: str, split: str, data_dir: str | None = None):
         prepared = False
     if not prepared:
         where = data_dir or "the default TFDS data dir ($TFDS_DATA_DIR or ~/tensorflow_datasets)"
-        raise FileNotFoundError(
-            f"dataset {dataset!r} is not built in {where}. Build it once with\n"
-            f"  python -m datasets.build {name} --manual_dir DIR"
+        raise errors.DatasetNotBuiltError(
+            f"dataset {dataset!r} is not built in {where}; build it once with: "
+            f"{dataset_builders.build_command()} {name} --manual_dir DIR"
             + (f" --config {builder_config}" if builder_config else "")
             + (f" --data_dir {data_dir}" if data_dir else "")
-            + "\nwhere DIR holds the dataset's downloaded files.")
+            + " (DIR: the folder of the dataset's downloaded files)")
+    splits = builder.info.splits
+    if re.fullmatch(r"[\w-]+", split) and split not in splits:  # (not a slice like "train[:10]")
+        raise errors.UnknownSplitError(
+            f"dataset {dataset!r} has no split {split!r}; its splits: {', '.join(sorted(splits))}")
     return builder.as_data_source(split=split, decoders={"image": tfds.decode.SkipDecoding()})
 
 

@@ -63,6 +63,8 @@ def parse_args(description: str) -> argparse.Namespace:
     p.add_argument("--tiny", action="store_true", help="the tiny test-size FAN")
     p.add_argument("--conv_lowering", choices=("xla", "matmul", "winograd", "auto"),
                    default="auto", help="the JAX model's model.conv_lowering")
+    p.add_argument("--peak_size", type=int, default=2048,
+                   help="side of the square matmul that measures the f32 peak (GFLOP/s)")
     p.add_argument("--malloc", choices=("retain", "default"), default="retain",
                    help="retain: awing_jax.runtime.retain_freed_memory() in every benchmark "
                    "process, as train.py/evaluate.py/predict.py do; default: glibc's settings")
@@ -210,8 +212,9 @@ def run(args: argparse.Namespace, what: str, prepare: dict[str, Callable[..., Ru
           f"{len(os.sched_getaffinity(0))}, torch threads {torch.get_num_threads()}, "
           f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__}, "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, malloc {args.malloc}")
-    peak = matmul_peak_gflops()
-    print(f"f32 matmul peak (2048^2): jnp {peak['jax']:.1f} GFLOP/s, torch {peak['torch']:.1f}")
+    peak = matmul_peak_gflops(args.peak_size)
+    print(f"f32 matmul peak ({args.peak_size}^2): jnp {peak['jax']:.1f} GFLOP/s, "
+          f"torch {peak['torch']:.1f}")
 
     if args.compare:
         runners = []

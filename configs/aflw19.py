@@ -1,6 +1,8 @@
 """AFLW-19: 20,000 train / 4,386 test faces, NME normalised by the face-box size sqrt(w*h)."""
 
-from configs import base
+from awing_jax import config_files
+
+base = config_files.module("base")  # a sibling config, also when loaded by path
 
 
 def get_config():

@@ -10,7 +10,9 @@ names, a 300W-order 68-point set, or ``scheme.json``); the NME normaliser is tha
 checkpoint. Without a ``val.json`` split, validate on another: ``--config.eval_split=test``.
 """
 
-from configs import base
+from awing_jax import config_files
+
+base = config_files.module("base")  # a sibling config, also when loaded by path
 
 
 def get_config():

@@ -1,6 +1,8 @@
 """COFW, 29 points, normalised by the inter-pupil distance as in the AWing and Wing papers."""
 
-from configs import base
+from awing_jax import config_files
+
+base = config_files.module("base")  # a sibling config, also when loaded by path
 
 
 def get_config():

@@ -4,7 +4,9 @@ Sized to train and evaluate in a few minutes on a 2-core CPU; every switch is th
 (Adaptive Wing loss, weighted loss map, boundary channel, CoordConv), only smaller.
 """
 
-from configs import base
+from awing_jax import config_files
+
+base = config_files.module("base")  # a sibling config, also when loaded by path
 
 
 def get_config():

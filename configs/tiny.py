@@ -1,6 +1,8 @@
 """A tiny model on a tiny input, for tests: seconds to compile and run on a CPU."""
 
-from configs import base
+from awing_jax import config_files
+
+base = config_files.module("base")  # a sibling config, also when loaded by path
 
 
 def get_config():

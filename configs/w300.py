@@ -1,6 +1,8 @@
 """300W, 68 points: train on the 3,148 training faces, validate on the full set (689 faces)."""
 
-from configs import base
+from awing_jax import config_files
+
+base = config_files.module("base")  # a sibling config, also when loaded by path
 
 
 def get_config():

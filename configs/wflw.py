@@ -1,6 +1,8 @@
 """WFLW, 98 points: the AWing paper's recipe (4 stacks, 256² input, RMSProp 1e-4, 240 epochs)."""
 
-from configs import base
+from awing_jax import config_files
+
+base = config_files.module("base")  # a sibling config, also when loaded by path
 
 
 def get_config():

@@ -16,9 +16,9 @@ augmentation with rotation +-30 deg and zoom +-10% (the AWing recipe's blur, noi
 shift and flip kept).
 """
 
-import importlib
-
 import ml_collections
+
+from awing_jax import config_files
 
 # Dataset name -> the config module holding its protocol (splits, normaliser, box scale).
 DATASET_CONFIGS = {"w300": "w300", "wflw": "wflw", "cofw": "cofw", "aflw19": "aflw19",
@@ -33,7 +33,7 @@ def dataset_config(dataset: str) -> ml_collections.ConfigDict:
     name = dataset.partition("/")[0]
     if name not in DATASET_CONFIGS:
         raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(DATASET_CONFIGS)}")
-    config = importlib.import_module(f"configs.{DATASET_CONFIGS[name]}").get_config()
+    config = config_files.module(DATASET_CONFIGS[name]).get_config()
     if name != dataset:
         config.dataset = dataset
     return config

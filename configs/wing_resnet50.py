@@ -11,7 +11,9 @@ ResNet-50 takes (unverified). Wing's w and epsilon stay 10 and 2 pixels of a 64 
 
 import ml_collections
 
-from configs import wing_cnn6
+from awing_jax import config_files
+
+wing_cnn6 = config_files.module("wing_cnn6")  # a sibling config, also when loaded by path
 
 
 def get_config(dataset: str = "w300"):

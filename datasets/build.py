@@ -20,8 +20,10 @@ import sys
 
 import tensorflow_datasets as tfds
 
-from datasets import common
-from datasets.common import DatasetError
+from awing_jax import errors
+
+from . import common
+from .common import DatasetError
 
 NAMES = ("wflw", "w300", "cofw", "aflw19", "synthetic_faces", "coco_landmarks")
 
@@ -51,7 +53,7 @@ def builder_class(name: str) -> type[tfds.core.GeneratorBasedBuilder]:
     """The builder of dataset ``name`` (importing it registers it with TFDS)."""
     if name not in NAMES:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}")
-    return importlib.import_module(f"datasets.{name}").Builder
+    return importlib.import_module(f".{name}", __package__).Builder
 
 
 def build(name: str, *, manual_dir: str | None = None, data_dir: str | None = None,
@@ -77,7 +79,8 @@ def build(name: str, *, manual_dir: str | None = None, data_dir: str | None = No
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m datasets.build", description=__doc__,
+    prog = "python -m datasets.build" if __package__ == "datasets" else "awing-build-dataset"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", choices=NAMES)
     parser.add_argument("--manual_dir", help="folder holding the manually downloaded files")
@@ -87,6 +90,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.add_argument(f"--{flag}", action="store_true",
                             help=f"{text}; not for synthetic_faces")
     parser.add_argument("--image_size", type=int, help="side of the stored crops (tests)")
+    parser.add_argument("--verbosity", "-v", type=int, default=0,
+                        help="1 or more: the libraries' INFO and WARNING logs too")
     every_flag = {flag: kind for flags in BUILDER_FLAGS.values() for flag, kind in flags.items()}
     for flag, kind in every_flag.items():
         users = [name for name, flags in BUILDER_FLAGS.items() if flag in flags]
@@ -103,14 +108,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    errors.quiet_libraries(args.verbosity > 0)
     keys = ("config", "image_size", *BUILDER_FLAGS.get(args.name, {}))
     kwargs = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
     kwargs.update({flag: True for flag in SKIP_FLAGS if getattr(args, flag)})
     try:
         builder = build(args.name, manual_dir=args.manual_dir, data_dir=args.data_dir, **kwargs)
     except DatasetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return errors.report(e)
     print(f"{builder.name}: {builder.data_dir}")
     for split, info in builder.info.splits.items():
         print(f"  {split}: {info.num_examples} faces")

@@ -21,6 +21,7 @@ import simplejpeg
 import tensorflow_datasets as tfds
 
 from awing_jax import crop
+from awing_jax.errors import UserError
 
 DEFAULT_IMAGE_SIZE = 512
 JPEG_QUALITY = 95
@@ -35,7 +36,7 @@ REPORT_FILE = "build_report.json"
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """An input file is missing, unreadable or not in the format the builder expects."""
 
 
@@ -188,6 +189,15 @@ class ReportingBuilder(tfds.core.GeneratorBasedBuilder):
     """
 
     build_report: BuildReport
+
+    # TFDS prints "Downloading and preparing dataset Unknown size (download: Unknown size, ...)"
+    # and "... Subsequent calls will reuse this data." on every build; these builders download
+    # nothing, so one line says what is built where, and the report ends the build.
+    def _log_download_bytes(self) -> None:
+        print(f"building {self.name} in {self.data_dir} ...", flush=True)
+
+    def _log_download_done(self) -> None:
+        pass
 
     def report_settings(self) -> dict:
         """What the report records of the builder's arguments."""

@@ -30,15 +30,16 @@ import tensorflow_datasets as tfds
 
 from awing_jax import crop
 from awing_jax.landmarks import W300, LandmarkScheme, get_scheme
-from datasets.coco_landmarks.coco_landmarks import KEYPOINT_ORIGINS, coco_coordinates
-from datasets.common import DatasetError
+
+from .coco_landmarks.coco_landmarks import KEYPOINT_ORIGINS, coco_coordinates
+from .common import DatasetError
 
 CATEGORY_ID = 1
 
 
 def open_builder(name: str, data_dir: str | None):
     """The prepared builder of ``name`` (``"w300/ground_truth"`` style) in ``data_dir``."""
-    module = f"datasets.{name.partition('/')[0]}"
+    module = f"{__package__}.{name.partition('/')[0]}"
     if importlib.util.find_spec(module):
         importlib.import_module(module)
     try:

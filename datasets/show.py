@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from awing_jax import input_pipeline
+from awing_jax import config_files, input_pipeline
 from awing_jax import landmarks as landmarks_lib
 
 # Training config used by --augmented when --config is not given: dataset name -> file.
@@ -216,7 +216,7 @@ def open_source(dataset: str, split: str, data_dir: str | None):
         try:
             input_pipeline.data_source(dataset, split, data_dir)
         except FileNotFoundError:
-            from datasets import build
+            from . import build
 
             print(f"building synthetic_faces in {data_dir or build.default_data_dir()} ...")
             build.build("synthetic_faces", data_dir=data_dir)
@@ -272,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
                                               else "")
         if args.augmented:
             num_landmarks = np.shape(source[indices[0]]["landmarks"])[0]
-            config_path = args.config or os.path.join(
-                REPO, DEFAULT_CONFIGS.get(args.name.partition("/")[0], "configs/base.py"))
+            config_path = args.config or config_files.path(os.path.join(
+                REPO, DEFAULT_CONFIGS.get(args.name.partition("/")[0], "configs/base.py")))
             config = load_config(config_path, args.name, num_landmarks)
             seed = 0 if args.seed is None else args.seed
             cells = augmented_cells(Subset(source, indices), config, n, seed, args.cell, indices)

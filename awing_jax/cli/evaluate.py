@@ -11,9 +11,10 @@ reported too.
 
 import json
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import app, flags
+
+from awing_jax import errors
 
 flags.DEFINE_string("workdir", None, "Training workdir holding checkpoints/.", required=True)
 flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or a step number.")
@@ -63,8 +64,6 @@ def plot_ced(curves: dict, threshold: float, path: str) -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS["verbosity"].present:  # library INFO logs (Orbax, TFDS) drown the progress
-        logging.set_verbosity(logging.WARNING)
     from awing_jax.runtime import retain_freed_memory, use_compilation_cache
 
     retain_freed_memory()  # reuse freed host memory across steps (see awing_jax/runtime.py)
@@ -72,12 +71,14 @@ def main(argv):
     from awing_jax import checkpoint as ckpt
     from awing_jax import evaluation, input_pipeline
 
+    if "://" not in FLAGS.workdir and not os.path.isdir(ckpt.checkpoint_dir(FLAGS.workdir)):
+        raise errors.UserError(f"--workdir {FLAGS.workdir}: no checkpoints/ folder in it (train "
+                               "into it with train.py, or convert weights with awing-convert)")
     manager = ckpt.create_manager(FLAGS.workdir, read_only=True)
     try:
         step = ckpt.resolve_step(manager, FLAGS.checkpoint)
     except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise errors.UserError(str(e)) from None
     config = ckpt.restore_config(manager, step)
     variables = ckpt.restore_variables(manager, step)
     if FLAGS.dataset:
@@ -102,8 +103,7 @@ def main(argv):
         if FLAGS.flip_test:
             require_flip_permutation(scheme)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise errors.UserError(str(e)) from None
     splits = [split]
     if config.dataset == "wflw" and split == "test":
         splits += [f"test_{s}" for s in WFLW_SUBSETS]
@@ -121,7 +121,7 @@ def main(argv):
     for name in splits:
         try:
             source = input_pipeline.data_source(config.dataset, name, config.data_dir)
-        except ValueError:
+        except errors.UnknownSplitError:
             if name == split:
                 raise
             # A subset with no face is left out of the build (see its build_report.json).
@@ -149,9 +149,10 @@ def main(argv):
     return 0
 
 
-def run() -> None:
-    """Console entry point: parses the flags and exits with main's status."""
-    app.run(lambda argv: sys.exit(main(argv)))
+def run(argv=None) -> None:
+    """Console entry point (``awing-evaluate``, ``evaluate.py``): exits with main's status (2 and
+    one ``error:`` line for a user's mistake)."""
+    errors.run(main, argv, progress_bars=False)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ import sys
 
 from absl import app, flags
 
+from awing_jax import errors
+
 flags.DEFINE_string("checkpoint", None, "Workdir holding checkpoints/ (training or converted).")
 flags.DEFINE_string("step", "best", "'best', 'latest' or a step number of --checkpoint.")
 flags.DEFINE_string("export", None, "An exported model (python -m awing_jax.export) to run "
@@ -378,9 +380,10 @@ def main(argv):
         return 2
 
 
-def run() -> None:
-    """Console entry point: parses the flags and exits with main's status."""
-    app.run(lambda argv: sys.exit(main(argv)))
+def run(argv=None) -> None:
+    """Console entry point (``awing-predict``, ``predict.py``): exits with main's status (see
+    the module's docstring)."""
+    errors.run(main, argv)
 
 
 if __name__ == "__main__":

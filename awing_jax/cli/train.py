@@ -2,6 +2,7 @@
 
     python train.py                                    # the demo: configs/demo.py
     python train.py --config configs/wflw.py --workdir runs/wflw --config.loss.kind=l2
+    awing-train --config wflw ...                      # installed: a config by name
     # several processes (pods, or hosts of GPUs): the same command on every host with
     python train.py --config configs/wflw.py --workdir gs://... --distributed
     # or explicitly, e.g. two processes on one machine:
@@ -20,11 +21,29 @@ trained) and keeps its crop protocol unless ``--config.crop_protocol`` says othe
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
-config_flags.DEFINE_config_file("config", "configs/demo.py", "Training config file.",
-                                lock_config=True)
+from awing_jax import config_files, dataset_builders, errors
+
+
+def _define_config_flag() -> Exception | None:
+    """Defines ``--config``. Without ``--config`` on the command line, ml_collections parses the
+    default file now, applying the ``--config.*`` overrides of sys.argv: a mistyped field fails
+    here, before any flag is parsed; it is returned (and reported by :func:`run`) instead."""
+    default = config_files.path("demo")
+    text = ("Training config: a file, or the name of one of awing-jax's (demo, wflw, w300, "
+            "cofw, aflw19, tiny, ...).")
+    try:
+        config_flags.DEFINE_config_file("config", default, text, lock_config=True)
+        return None
+    except (KeyError, AttributeError) as e:
+        config_flags.DEFINE_config_file("config", default, text, lock_config=True,
+                                        sys_argv=sys.argv[:1])
+        return e
+
+
+_CONFIG_ERROR = _define_config_flag()
 flags.DEFINE_string("workdir", None, "Checkpoints, metrics.jsonl and TensorBoard logs go here "
                     "(default: runs/<config name>).")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() with the cluster's "
@@ -59,8 +78,6 @@ def init_distributed() -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not FLAGS["verbosity"].present:  # library INFO logs (Orbax, TFDS) drown the progress
-        logging.set_verbosity(logging.WARNING)
     from awing_jax.runtime import retain_freed_memory, use_compilation_cache
 
     retain_freed_memory()  # reuse freed host memory across steps (see awing_jax/runtime.py)
@@ -72,28 +89,22 @@ def main(argv):
     import jax
 
     from awing_jax import evaluation, finetune, input_pipeline, trainer
-    from datasets import build
 
     if config.dataset == "synthetic_faces":
-        build.build("synthetic_faces", data_dir=config.data_dir or None)
+        dataset_builders.build_module().build("synthetic_faces", data_dir=config.data_dir or None)
     from awing_jax import custom_schemes
 
     try:  # a scheme from the data: explicit from here on (announces flips/boundary switched off)
         config = custom_schemes.resolve_config(config, announce=(
             print if jax.process_index() == 0 else None))
     except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise errors.UserError(str(e)) from None
     # Fine-tuning, once the scheme is known. A crop protocol set on the command line or in the
     # config file (anything but the default) wins over the one of the checkpoint init_from names.
     protocol_given = (config.crop_protocol != "face_square" or any(
         a.split("=")[0] == "--config.crop_protocol" for a in sys.argv[1:]))
-    try:
-        config = finetune.resolve_config(config, protocol_given=protocol_given, announce=(
-            print if jax.process_index() == 0 else None))
-    except finetune.InitError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    config = finetune.resolve_config(config, protocol_given=protocol_given, announce=(
+        print if jax.process_index() == 0 else None))
     if jax.process_index() == 0:
         print(f"training {config.model.name} on {config.dataset}/{config.train_split} "
               f"({jax.device_count()} devices, {jax.process_count()} processes) in "
@@ -103,9 +114,6 @@ def main(argv):
     except trainer.TrainingDivergedError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
-    except finetune.InitError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     if jax.process_index() != 0:
         return 0
     t = config.failure_threshold
@@ -124,9 +132,17 @@ def main(argv):
     return 0
 
 
-def run() -> None:
-    """Console entry point: parses the flags and exits with main's status."""
-    app.run(lambda argv: sys.exit(main(argv)))
+def run(argv=None) -> None:
+    """Console entry point (``awing-train``, ``train.py``): ``--config`` may name a shipped config;
+    exits with main's status (2 and one ``error:`` line for a user's mistake)."""
+    try:
+        argv = config_files.resolve_argv(sys.argv if argv is None else argv)
+    except errors.UserError as e:
+        sys.exit(errors.report(e))
+    if _CONFIG_ERROR is not None:
+        sys.exit(errors.report(errors.config_override_message(argv, _CONFIG_ERROR)))
+    sys.argv = argv  # ml_collections reads the --config.* overrides from sys.argv
+    errors.run(main, argv, progress_bars=False)
 
 
 if __name__ == "__main__":

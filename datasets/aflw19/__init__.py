@@ -1,5 +1,5 @@
 """AFLW with the 19-point annotation of AFLWinfo_release.mat."""
 
-from datasets.aflw19.aflw19 import Aflw19 as Builder
+from .aflw19 import Aflw19 as Builder
 
 __all__ = ["Builder"]

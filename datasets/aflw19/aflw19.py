@@ -21,7 +21,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from awing_jax import crop, landmarks
-from datasets import common
+
+from .. import common
 
 ANNOTATION_FILE = "AFLWinfo_release.mat"
 IMAGE_FOLDER = "flickr"

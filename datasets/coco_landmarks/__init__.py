@@ -1,5 +1,5 @@
 """Your own landmarks (COCO keypoints): see :mod:`datasets.coco_landmarks.coco_landmarks`."""
 
-from datasets.coco_landmarks.coco_landmarks import CocoLandmarks as Builder
+from .coco_landmarks import CocoLandmarks as Builder
 
 __all__ = ["Builder"]

@@ -34,7 +34,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from awing_jax import custom_schemes
-from datasets import common
+
+from .. import common
 
 ANNOTATIONS_DIR = "annotations"
 IMAGES_DIR = "images"

@@ -1,5 +1,5 @@
 """COFW (29 points) and its 68-point test re-annotation COFW-68."""
 
-from datasets.cofw.cofw import Cofw as Builder
+from .cofw import Cofw as Builder
 
 __all__ = ["Builder"]

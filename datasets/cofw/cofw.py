@@ -20,7 +20,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from awing_jax import landmarks
-from datasets import common
+
+from .. import common
 
 MATLAB_ORIGIN = 1.0
 

@@ -1,5 +1,5 @@
 """synthetic_faces: procedural 68-point faces, the embedded default dataset (no download)."""
 
-from datasets.synthetic_faces.synthetic_faces import SyntheticFaces as Builder
+from .synthetic_faces import SyntheticFaces as Builder
 
 __all__ = ["Builder"]

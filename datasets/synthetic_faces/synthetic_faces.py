@@ -17,8 +17,8 @@ from typing import ClassVar
 import numpy as np
 import tensorflow_datasets as tfds
 
-from datasets import common
-from datasets.synthetic_faces import render
+from .. import common
+from . import render
 
 SPLITS = ("train", "test")
 

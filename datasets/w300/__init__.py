@@ -1,5 +1,5 @@
 """300W (68 landmarks): see :mod:`datasets.w300.w300`."""
 
-from datasets.w300.w300 import W300 as Builder
+from .w300 import W300 as Builder
 
 __all__ = ["Builder"]

@@ -21,7 +21,8 @@ import tensorflow_datasets as tfds
 
 from awing_jax import crop
 from awing_jax.landmarks import W300 as SCHEME
-from datasets import common
+
+from .. import common
 
 HOMEPAGE = "https://ibug.doc.ic.ac.uk/resources/300-W/"
 SPLIT_SOURCES = {

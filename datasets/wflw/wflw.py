@@ -22,7 +22,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from awing_jax.landmarks import WFLW
-from datasets import common
+
+from .. import common
 
 # The flag columns of the attribute list files, in file order; subset splits are test_<name>.
 ATTRIBUTES = ("largepose", "expression", "illumination", "makeup", "occlusion", "blur")
