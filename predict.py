@@ -1,15 +1,12 @@
-"""Predicts the landmarks of the faces in a photo; writes an overlay image and a JSON file.
+"""Landmarks of the faces in photos or a video; overlays, JSON, CSV and aligned faces.
 
-    python predict.py --checkpoint runs/wflw --image photo.jpg --box 120,80,360,330 --out o.png
-    python predict.py --export wflw.jaxexport --image photo.jpg --box 120,80,360,330 --json o.json
-    python predict.py --checkpoint runs/wflw --image photo.jpg --detector yunet.onnx
+    python predict.py --checkpoint runs/wflw --image photo.jpg --out o.png --json o.json
+    python predict.py --checkpoint runs/wflw --image photos/ --json all.json --csv all.csv
+    python predict.py --export wflw.jaxexport --image photo.jpg --box 120,80,360,330
+    python predict.py --checkpoint runs/wflw --video clip.mp4 --out overlay.mp4 --json clip.json
 
-The model comes from a training (or converted) checkpoint or from an artifact of
-``python -m awing_jax.export``. Face boxes are ``x1,y1,x2,y2`` in photo pixels, one ``--box`` per
-face; without any, a face detector finds them (see awing_jax.predict.detect_faces: OpenCV 5 wheels
-bundle none, so pass ``--detector`` a model file or give boxes). The overlay shows the boxes, the
-landmarks and the predicted boundary heatmap mapped back onto the photo. Exit status 2 for unusable
-input (missing or unreadable image, malformed box, no detector), 1 when no face is found.
+Faces are found by a detector (dlib's HOG detector by default) unless ``--box`` gives them; the
+flags and outputs are described in awing_jax/cli/predict.py and docs/prediction.md.
 """
 
 from awing_jax.cli.predict import run

@@ -14,6 +14,9 @@ def get_config():
     c.model.num_stacks = 1
     c.model.features = 16
     c.model.depth = 2
+    # Tests compile far more than they run: XLA's own convolutions compile in about half the
+    # time of the CPU Winograd lowering that "auto" picks (docs/convolution_lowering.md).
+    c.model.conv_lowering = "xla"
     c.batch_size = 8
     c.optimizer.learning_rate = 1e-3
     c.num_train_steps = 4

@@ -405,14 +405,30 @@ XLA_CONVOLUTIONS = {"model.conv_lowering": "xla"}
 
 
 def test_five_points_train_evaluate_predict_export(five, tmp_path, capsys):
-    from awing_jax import checkpoint, evaluation, export, input_pipeline, trainer
+    import jax
+    from flax import traverse_util
+
+    from awing_jax import checkpoint, convert, evaluation, export, input_pipeline, trainer
+    from awing_jax.models.fan import FAN
     from awing_jax.predict import Predictor
 
     root, coco = five
+    # Fine-tuned from a 98-point boundary model in the layout of converted weights (tiny sizes),
+    # one step at learning rate 0: every leaf but the output heads must be the source's.
+    source = str(tmp_path / "converted")
+    layout = dict(num_stacks=1, features=16, depth=2)
+    initial = jax.device_get(FAN(98, **layout).init(
+        jax.random.key(7), np.zeros((1, 32, 32, 3), np.float32), train=False))
+    convert.write_checkpoint(initial, convert.conversion_config(
+        num_landmarks=98, input_size=32, crop_protocol="face_square", **layout), source)
     workdir = str(tmp_path / "run")
-    trainer.train_and_evaluate(tiny_config(root / "tfds", **XLA_CONVOLUTIONS), workdir)
+    trainer.train_and_evaluate(tiny_config(
+        root / "tfds", init_from=source, **{"optimizer.learning_rate": 0.0},
+        **XLA_CONVOLUTIONS), workdir)
     out = capsys.readouterr().out
     assert "the boundary channel is off" in out and "'face', 5 points" in out
+    assert (f"starting afresh (they do not fit init_from {source}): heatmap_conv_0\n"
+            in out), out
     manager = checkpoint.create_manager(workdir, read_only=True)
     step = checkpoint.resolve_step(manager, "latest")
     config = checkpoint.restore_config(manager, step)
@@ -420,6 +436,12 @@ def test_five_points_train_evaluate_predict_export(five, tmp_path, capsys):
     assert scheme.point_names == FIVE and config.norm == "eye_centers"
     assert not config.model.boundary and config.augment.flip > 0
     variables = checkpoint.restore_variables(manager, step)
+    saved = traverse_util.flatten_dict(variables["params"])
+    for path, value in traverse_util.flatten_dict(initial["params"]).items():
+        if path[0] == "heatmap_conv_0":
+            assert saved[path].shape[-1] == 5
+        else:
+            np.testing.assert_array_equal(saved[path], value, err_msg=str(path))
     source = input_pipeline.data_source(config.dataset, "val", config.data_dir)
     result = evaluation.evaluate_source(variables, source, config)
     assert result["num_images"] == 4 and result["predictions"].shape == (4, 5, 2)
