@@ -65,15 +65,18 @@ def fresh_cli(name: str):
             sys.modules.pop(module_name, None)
 
 
-def run_cli(name: str, *args, monkeypatch, capsys) -> str:
+def run_cli(name: str, *args, monkeypatch, capsys, stdout: list | None = None) -> str:
     """Runs ``<name> args`` through its console entry point; asserts status 2 and exactly one
-    line on stderr, which starts with ``error:``; returns that line."""
+    line on stderr, which starts with ``error:``; returns that line (and appends what went to
+    stdout to ``stdout`` when given)."""
     capsys.readouterr()
     argv = [f"{name}.py", *[str(a) for a in args]]
     monkeypatch.setattr(sys, "argv", argv)  # as in a process: seen when the flags are defined
     with fresh_cli(name) as cli, pytest.raises(SystemExit) as exit_:
         cli.run(argv)
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
+    if stdout is not None:
+        stdout.append(out)
     lines = [line for line in err.splitlines() if line.strip()]
     assert exit_.value.code == errors.EXIT_USER_ERROR, err
     assert len(lines) == 1 and lines[0].startswith("error: "), err
@@ -119,9 +122,11 @@ def test_evaluate_on_a_dataset_that_is_not_built(workdir, tmp_path, monkeypatch,
 
 
 def test_evaluate_an_unknown_split(workdir, built, monkeypatch, capsys):
+    out = []
     line = run_cli("evaluate", f"--workdir={workdir}", f"--data_dir={built}", "--split=tset",
-                   monkeypatch=monkeypatch, capsys=capsys)
+                   monkeypatch=monkeypatch, capsys=capsys, stdout=out)
     assert "'synthetic_faces' has no split 'tset'; its splits: test, train" in line
+    assert "NME" not in out[0]  # refused before the report's header is printed
 
 
 def test_build_from_an_empty_manual_dir(tmp_path, capsys):
