@@ -183,8 +183,8 @@ def initial_variables(config, template: dict, *, announce=None) -> dict:
                 problems.append(f"{key} not in this run's model")
             else:
                 problems.append(f"{key} {np.shape(have[path])} vs {np.shape(want[path])}")
-        variables = {**variables, collection: traverse_util.unflatten_dict(have)} if have else \
-            variables
+        if have:
+            variables = {**variables, collection: traverse_util.unflatten_dict(have)}
     if problems:
         more = f" ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
         raise InitError(f"init_from {init_from}: its weights do not fit this config's model "

@@ -13,12 +13,10 @@ from configs import tiny
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def write_tiny_checkpoint(workdir: str, seed: int = 0) -> str:
-    """A workdir with configs/tiny.py's model (1 stack, 16 features, 32² input), random weights
-    scaled so that activations stay of order one."""
-    config = tiny.get_config()
-    model = create_model(config, bn_axis_name=None)
-    size = config.input_size
+def random_variables(model, size: int, seed: int = 0) -> dict:
+    """Variables of ``model`` (input ``size``²) with random weights scaled so that activations
+    stay of order one, and non-trivial BatchNorm statistics (an initialised FAN's outputs are
+    nearly flat). No ``model.init`` is compiled: only its shapes are traced."""
     shapes = jax.eval_shape(
         lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False))
     rng = np.random.default_rng(seed)
@@ -26,13 +24,21 @@ def write_tiny_checkpoint(workdir: str, seed: int = 0) -> str:
     def fill(path, leaf):
         name = path[-1].key
         if name == "kernel":
-            return (rng.normal(size=leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1]))
-                    ).astype(np.float32)
+            fan_in = np.prod(leaf.shape[:-1])
+            return rng.normal(size=leaf.shape).astype(np.float32) / np.sqrt(fan_in)
         if name in ("scale", "var"):
             return rng.uniform(0.8, 1.2, leaf.shape).astype(np.float32)
         return (0.1 * rng.normal(size=leaf.shape)).astype(np.float32)
 
-    convert.write_checkpoint(jax.tree_util.tree_map_with_path(fill, shapes), config, workdir)
+    return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def write_tiny_checkpoint(workdir: str, seed: int = 0) -> str:
+    """A workdir with configs/tiny.py's model (1 stack, 16 features, 32² input) and
+    :func:`random_variables`."""
+    config = tiny.get_config()
+    model = create_model(config, bn_axis_name=None)
+    convert.write_checkpoint(random_variables(model, config.input_size, seed), config, workdir)
     return workdir
 
 

@@ -249,21 +249,18 @@ def test_weights_that_do_not_fit_are_refused(converted, data_dir):
 
 
 def test_bad_init_from_is_one_error_line(tmp_path):
+    def error_lines(init_from):
+        result = subprocess.run(
+            [sys.executable, "train.py", "--config", "configs/tiny.py",
+             f"--config.init_from={init_from}", "--workdir", str(tmp_path / "w")],
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
     missing = str(tmp_path / "no_such_run")
-    result = subprocess.run(
-        [sys.executable, "train.py", "--config", "configs/tiny.py",
-         f"--config.init_from={missing}", "--workdir", str(tmp_path / "w")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: init_from {missing}: no such directory"]
-    assert "Traceback" not in result.stderr
+    assert error_lines(missing) == [f"error: init_from {missing}: no such directory"]
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = subprocess.run(
-        [sys.executable, "train.py", "--config", "configs/tiny.py",
-         f"--config.init_from={empty}", "--workdir", str(tmp_path / "w")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    errors = error_lines(empty)
     assert len(errors) == 1 and errors[0].startswith(f"error: init_from {empty}: no checkpoint")

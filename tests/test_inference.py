@@ -14,29 +14,10 @@ from awing_jax import checkpoint, convert, evaluation, export, inference, predic
 from awing_jax.models import create_model
 from awing_jax.models.fan import FAN
 from configs import tiny, wing_cnn6
+from tests._predict_helpers import random_variables
 
 LOWERING = "xla"  # every path built with the same lowering: identical programs up to fusion
 BATCH = 3
-
-
-def _random_variables(model, size, seed=0):
-    """Variables with non-trivial weights and BatchNorm statistics (an initialised FAN's outputs
-    are nearly flat)."""
-    shapes = jax.eval_shape(
-        lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False))
-    rng = np.random.default_rng(seed)
-
-    def fill(path, leaf):
-        name = path[-1].key
-        if name == "kernel":
-            fan_in = np.prod(leaf.shape[:-1])
-            return rng.normal(size=leaf.shape).astype(np.float32) / np.sqrt(fan_in)
-        if name in ("scale", "var"):
-            return rng.uniform(0.8, 1.2, leaf.shape).astype(np.float32)
-        return (0.1 * rng.normal(size=leaf.shape)).astype(np.float32)
-
-    return jax.tree_util.tree_map_with_path(fill, shapes)
-
 
 @pytest.fixture(scope="module")
 def fan_checkpoint(tmp_path_factory):
@@ -46,7 +27,7 @@ def fan_checkpoint(tmp_path_factory):
     config.model.num_stacks = 2
     config.decoder = "reference"
     model = create_model(config, bn_axis_name=None, conv_lowering=LOWERING)
-    variables = _random_variables(model, config.input_size)
+    variables = random_variables(model, config.input_size)
     stored = config.copy_and_resolve_references()
     del stored.model["conv_lowering"]
     workdir = str(tmp_path_factory.mktemp("fan"))
@@ -147,7 +128,7 @@ def test_a_regressor_returns_its_coordinates_and_no_heatmaps():
     config.model = wing_cnn6.get_config().model
     config.model.update(features=4, depth=3, hidden=16)
     model = create_model(config, bn_axis_name=None)
-    variables = _random_variables(model, config.input_size)
+    variables = random_variables(model, config.input_size)
     crops = np.random.default_rng(2).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
     result = inference.infer(model, variables, crops, decoder="subpixel")
     assert result.heatmaps is None

@@ -24,6 +24,7 @@ from awing_jax.models import create_model
 from awing_jax.targets import render_boundary_heatmap, render_heatmaps
 from configs import tiny
 from datasets.synthetic_faces import render
+from tests._predict_helpers import random_variables
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CANVAS = (300, 420)  # photo height, width
@@ -105,22 +106,7 @@ def tiny_checkpoint(tmp_path_factory):
     """A workdir with a randomly initialised tiny model (configs/tiny.py, 2 stacks)."""
     config = tiny.get_config()
     config.model.num_stacks = 2
-    model = create_model(config, bn_axis_name=None)
-    size = config.input_size
-    shapes = jax.eval_shape(
-        lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False))
-    rng = np.random.default_rng(0)
-
-    def fill(path, leaf):
-        name = path[-1].key
-        if name == "kernel":
-            fan_in = np.prod(leaf.shape[:-1])
-            return rng.normal(size=leaf.shape).astype(np.float32) / np.sqrt(fan_in)
-        if name in ("scale", "var"):
-            return rng.uniform(0.8, 1.2, leaf.shape).astype(np.float32)
-        return (0.1 * rng.normal(size=leaf.shape)).astype(np.float32)
-
-    variables = jax.tree_util.tree_map_with_path(fill, shapes)
+    variables = random_variables(create_model(config, bn_axis_name=None), config.input_size)
     workdir = tmp_path_factory.mktemp("tiny")
     convert.write_checkpoint(variables, config, str(workdir))
     return str(workdir), config, variables
