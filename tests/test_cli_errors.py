@@ -28,41 +28,53 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI = "awing_jax.cli."
 
 
+def _registry_tables(registry) -> dict:
+    """A copy of absl's flag tables (flags by name, by module, key flags, parse state): restoring
+    it puts back exactly the flag objects, and their defining modules, that were registered.
+    Removing flags one by one cannot: absl finds a flag's defining module by name, so tables
+    touched by a second definition of the same name keep pointing at the wrong module."""
+    return {key: ({k: (list(v) if isinstance(v, list) else v) for k, v in table.items()}
+                  if isinstance(table, dict) else table)
+            for key, table in vars(registry).items()}
+
+
 @contextlib.contextmanager
 def fresh_cli(name: str):
-    """``awing_jax.cli.<name>`` imported anew; a flag of the same name that another command line
-    defined is taken out meanwhile (absl refuses a second definition), and put back after."""
+    """``awing_jax.cli.<name>`` imported anew, with its own flags; a flag of the same name that
+    another command line defined is taken out meanwhile (absl refuses a second definition).
+    Afterwards the flag registry, ``sys.modules`` and the package attribute are as before."""
+    import awing_jax.cli as package
+
     registry = flags.FLAGS
+    saved = _registry_tables(registry)
     module_name = CLI + name
     previous = sys.modules.pop(module_name, None)
-    before = set(registry)
-    taken = {}
-    while True:
-        try:
-            module = importlib.import_module(module_name)
-            break
-        except flags.DuplicateFlagError as e:
-            sys.modules.pop(module_name, None)
-            flag_name = re.match(r"The flag '([^']+)'", str(e)).group(1)
-            taken[flag_name] = (registry.find_module_defining_flag(flag_name),
-                                registry[flag_name])
-            delattr(registry, flag_name)
-            assert len(taken) < 50, "flag conflicts do not resolve"
+    # ``from awing_jax.cli import <name>`` reads the package's attribute before sys.modules.
+    previous_attribute = package.__dict__.pop(name, None)
+    # absl also skips (silently) a definition from a module of the same name: the earlier
+    # import's flags must go too, so that this import defines its own.
+    for flag in registry.flags_by_module_dict().get(module_name, []):
+        if flag.name in registry:
+            delattr(registry, flag.name)
     try:
+        while True:
+            try:
+                module = importlib.import_module(module_name)
+                break
+            except flags.DuplicateFlagError as e:
+                sys.modules.pop(module_name, None)
+                delattr(registry, re.match(r"The flag '([^']+)'", str(e)).group(1))
         yield module
     finally:
-        own = {f.name for f in registry.flags_by_module_dict().get(module_name, [])}
-        for flag_name in (set(registry) - before) & own:  # (not those of libraries it imported)
-            delattr(registry, flag_name)
-        for flag_name, (defining, flag) in taken.items():
-            if flag_name in registry:
-                delattr(registry, flag_name)
-            registry[flag_name] = flag
-            registry.register_flag_by_module(defining, flag)
+        vars(registry).update(saved)
         if previous is not None:
             sys.modules[module_name] = previous
         else:
             sys.modules.pop(module_name, None)
+        if previous_attribute is not None:
+            setattr(package, name, previous_attribute)
+        else:
+            package.__dict__.pop(name, None)
 
 
 def run_cli(name: str, *args, monkeypatch, capsys, stdout: list | None = None) -> str:
