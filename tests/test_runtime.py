@@ -14,6 +14,7 @@ from jax import lax
 
 from awing_jax.models.conv import LOWERINGS, _winograd_forward, conv_function, winograd_conv3x3
 from awing_jax.models.fan import FAN
+from tests._predict_helpers import random_variables
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 # The models' default lowering: 1x1 as products everywhere, 3x3 as Winograd on CPU.
@@ -153,10 +154,20 @@ def test_other_3x3_convolutions_are_not_winograd(case):
         lambda x, w: conv_general_dilated(x, w, **kwargs)).lower(x, w).as_text()
 
 
-def _fan_loss_and_program(lowering):
-    model = FAN(num_landmarks=19, num_stacks=2, features=16, depth=2, conv_lowering=lowering)
-    x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
-    variables = model.init(jax.random.key(0), x, train=False)
+def _fan(lowering):
+    return FAN(num_landmarks=19, num_stacks=2, features=16, depth=2, conv_lowering=lowering)
+
+
+def _parameter_shapes(lowering, x):
+    model = _fan(lowering)
+    return jax.tree.map(jnp.shape, jax.eval_shape(
+        lambda: model.init(jax.random.key(0), x, train=False)))
+
+
+def _fan_loss_and_program(lowering, variables, x):
+    """The loss's value and gradient (compiled) at ``variables``, and the number of convolutions
+    left in the loss's program lowered for CPU."""
+    model = _fan(lowering)
 
     def loss(params):
         outputs, _ = model.apply({**variables, "params": params}, x, train=True,
@@ -165,23 +176,28 @@ def _fan_loss_and_program(lowering):
 
     params = variables["params"]
     text = jax.jit(loss).trace(params).lower(lowering_platforms=("cpu",)).as_text()
-    return jax.value_and_grad(loss)(params), text.count("stablehlo.convolution"), params
+    return jax.jit(jax.value_and_grad(loss))(params), text.count("stablehlo.convolution")
 
 
 def test_fan_lowerings_are_one_function_of_the_same_parameters():
-    """Every conv_lowering gives the FAN the same parameters, outputs and gradients to float32
-    rounding; "xla" keeps one convolution per nn.Conv, "matmul" only the 3x3 and 7x7 ones, and
-    "winograd" / "auto" (on CPU) only the 7x7 stem and the 3x3 ones on maps below 8x8."""
-    (value, grads), plain, params = _fan_loss_and_program("xla")
+    """Every conv_lowering gives the FAN the same parameters, and at the same parameters the same
+    outputs and gradients to float32 rounding; "xla" keeps one convolution per nn.Conv, "matmul"
+    only the 3x3 and 7x7 ones, and "winograd" / "auto" (on CPU) only the 7x7 stem and the 3x3
+    ones on maps below 8x8."""
+    x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
+    variables = random_variables(_fan("xla"), size=32)  # (no initialiser to compile)
+    (value, grads), plain = _fan_loss_and_program("xla", variables, x)
     counts = {"xla": plain}
+    shapes = jax.tree.map(jnp.shape, variables)
     for lowering in ("matmul", "winograd", "auto"):
-        (v, g), counts[lowering], p = _fan_loss_and_program(lowering)
-        assert jax.tree.map(jnp.shape, p) == jax.tree.map(jnp.shape, params)
+        # The same names and shapes: checkpoints of one lowering load into every other.
+        assert _parameter_shapes(lowering, x) == shapes
+        (v, g), counts[lowering] = _fan_loss_and_program(lowering, variables, x)
         np.testing.assert_allclose(v, value, rtol=1e-5)
         for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(grads),
                         strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
-    num_convs = sum(1 for path, _ in jax.tree_util.tree_leaves_with_path(params)
+    num_convs = sum(1 for path, _ in jax.tree_util.tree_leaves_with_path(variables["params"])
                     if path[-1].key == "kernel")
     assert counts["xla"] >= num_convs  # forward, plus the backward's convolutions
     assert 0 < counts["winograd"] == counts["auto"] < counts["matmul"] < counts["xla"]
