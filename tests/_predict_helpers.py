@@ -25,7 +25,7 @@ def random_variables(model, size: int, seed: int = 0) -> dict:
         name = path[-1].key
         if name == "kernel":
             fan_in = np.prod(leaf.shape[:-1])
-            return rng.normal(size=leaf.shape).astype(np.float32) / np.sqrt(fan_in)
+            return (rng.normal(size=leaf.shape) / np.sqrt(fan_in)).astype(np.float32)
         if name in ("scale", "var"):
             return rng.uniform(0.8, 1.2, leaf.shape).astype(np.float32)
         return (0.1 * rng.normal(size=leaf.shape)).astype(np.float32)

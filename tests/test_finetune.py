@@ -15,6 +15,7 @@ from awing_jax import convert, finetune, landmark_maps, trainer
 from awing_jax.landmarks import get_scheme
 from awing_jax.models.fan import FAN
 from configs import tiny
+from tests._predict_helpers import random_variables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYOUT = dict(num_stacks=2, features=16, depth=2)
@@ -32,16 +33,9 @@ WFLW_TO_300W = [
 
 
 def _random_variables(num_landmarks: int, seed: int = 3, **layout):
-    """A FAN's variables with every leaf moved off its initial value (variances stay > 0)."""
-    model = FAN(num_landmarks, **{**LAYOUT, **layout})
-    variables = model.init(jax.random.key(seed), np.zeros((1, SIZE, SIZE, 3), np.float32),
-                           train=False)
-    rng = np.random.default_rng(seed)
-    flat = traverse_util.flatten_dict(jax.device_get(variables))
-    for path, value in flat.items():
-        noise = rng.normal(0.0, 0.1, value.shape).astype(np.float32)
-        flat[path] = value + (np.abs(noise) if path[-1] == "var" else noise)
-    return traverse_util.unflatten_dict(flat)
+    """A FAN's variables, every leaf random (none at an initialiser's value; variances > 0),
+    drawn on the host: no initialiser is compiled."""
+    return random_variables(FAN(num_landmarks, **{**LAYOUT, **layout}), SIZE, seed)
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +191,11 @@ def test_other_point_count_without_a_map_starts_only_the_heads_afresh(converted,
     _assert_trees_equal(started.batch_stats, variables["batch_stats"])
 
 
+def _forward(model):
+    """``model``'s inference forward pass, compiled once (the test runs it more than once)."""
+    return jax.jit(lambda variables, images: model.apply(variables, images, train=False))
+
+
 def test_boundary_weights_without_the_boundary_compute_the_same_landmarks():
     """A boundary model whose boundary channel is nowhere on (bias -1000, not merged back) and
     the same weights mapped onto a model without the boundary channel give the same landmark
@@ -215,8 +214,9 @@ def test_boundary_weights_without_the_boundary_compute_the_same_landmarks():
                                    keep_boundary=False)
     assert mapped["params"]["coord_conv_1"]["kernel"].shape[-2] == LAYOUT["features"] + 3
     images = np.random.default_rng(0).uniform(0, 1, (2, SIZE, SIZE, 3)).astype(np.float32)
-    with_boundary = FAN(98, **LAYOUT).apply(variables, images, train=False)
-    without = FAN(98, boundary=False, **LAYOUT).apply(mapped, images, train=False)
+    with_boundary = _forward(FAN(98, **LAYOUT))(variables, images)
+    forward_without = _forward(FAN(98, boundary=False, **LAYOUT))
+    without = forward_without(mapped, images)
     assert len(with_boundary) == len(without) == LAYOUT["num_stacks"]
     for a, b in zip(with_boundary, without, strict=True):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a)[..., :98], atol=1e-5)
@@ -226,8 +226,7 @@ def test_boundary_weights_without_the_boundary_compute_the_same_landmarks():
     kernel = variables["params"]["coord_conv_1"]["kernel"]
     wrong[("params", "coord_conv_1", "kernel")] = np.concatenate(
         [kernel[..., :LAYOUT["features"] + 1, :], kernel[..., -2:, :]], axis=-2)
-    off = FAN(98, boundary=False, **LAYOUT).apply(traverse_util.unflatten_dict(wrong), images,
-                                                 train=False)
+    off = forward_without(traverse_util.unflatten_dict(wrong), images)
     assert not np.allclose(np.asarray(off[1]), np.asarray(with_boundary[1])[..., :98], atol=1e-3)
 
 
