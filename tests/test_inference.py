@@ -137,4 +137,5 @@ def test_a_regressor_returns_its_coordinates_and_no_heatmaps():
         atol=1e-6)
     exported, heatmaps = export.landmark_function(config)(variables, crops)
     assert heatmaps is None
-    np.testing.assert_allclose(exported, result.landmarks, atol=1e-5)
+    # Another compilation of the same float32 function: a few ulps of a 32 px coordinate.
+    np.testing.assert_allclose(exported, result.landmarks, atol=1e-4)

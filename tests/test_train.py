@@ -137,6 +137,9 @@ def _train_cmd(data_dir, workdir, steps, *extra):
             f"--config.eval_every_steps={steps}", "--nobaseline", *extra]
 
 
+SGD_RUN = ("--config.optimizer.name=sgd", "--config.optimizer.learning_rate=0.1")
+
+
 def _env(devices):
     env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
@@ -145,7 +148,7 @@ def _env(devices):
 
 def test_two_processes_equal_one_process(data_dir, tmp_path):
     steps = 2
-    sgd = ["--config.optimizer.name=sgd", "--config.optimizer.learning_rate=0.1"]
+    sgd = SGD_RUN
     single = subprocess.run(_train_cmd(data_dir, tmp_path / "single", steps, *sgd), cwd=ROOT,
                             env=_env(1), capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-3000:]
@@ -235,11 +238,14 @@ def flip_test_nmes(workdir, data_dir):
 
 def test_nan_stops_training_and_keeps_last_checkpoint(data_dir, tmp_path):
     workdir = tmp_path / "nan"
-    ok = subprocess.run(_train_cmd(data_dir, workdir, 2), cwd=ROOT, env=_env(1),
+    # The first run is test_two_processes_equal_one_process's one-process run (SGD, 2 steps):
+    # the same programs, compiled once for both tests (the suite's compilation cache).
+    ok = subprocess.run(_train_cmd(data_dir, workdir, 2, *SGD_RUN), cwd=ROOT, env=_env(1),
                         capture_output=True, text=True, timeout=600)
     assert ok.returncode == 0, ok.stderr[-3000:]
     before = flat(read_params(str(workdir)))
-    bad = subprocess.run(_train_cmd(data_dir, workdir, 4, "--config.optimizer.learning_rate=nan"),
+    bad = subprocess.run(_train_cmd(data_dir, workdir, 4, "--config.optimizer.name=sgd",
+                                    "--config.optimizer.learning_rate=nan"),
                          cwd=ROOT, env=_env(1), capture_output=True, text=True, timeout=600)
     assert bad.returncode == 3
     assert "NaN/Inf" in bad.stderr and "step 2" in bad.stderr
