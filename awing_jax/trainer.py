@@ -112,14 +112,39 @@ def create_optimizer(config, num_train_examples: int) -> optax.GradientTransform
     return optax.flatten(optax.chain(optax.add_decayed_weights(oc.weight_decay), update))
 
 
+# XLA options for compiling a model's initialiser. Its program is almost all threefry hashing
+# (one key per parameter tensor, then its random bits), which XLA's CPU backend compiles at LLVM
+# optimisation level 3 by default. Level 1 compiles it 1.2-3x faster (tiny test FAN: 12.3 s ->
+# 3.5 s; FAN-4: 36.6 s -> 31.0 s) and gives bit-identical values, since the program has no
+# float reduction whose order an optimisation level could change: tests/test_train.py compares
+# the two, BENCHMARKS.md "Initialiser compile" has the timings. Pass {} for XLA's defaults.
+INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+
+
 def initial_variables(model, config, rng):
     image = jnp.zeros((1, config.input_size, config.input_size, 3), jnp.float32)
     return model.init(rng, image, train=False)
 
 
+@functools.lru_cache(maxsize=16)
+def _compiled_initialiser(model, input_size: int, key_type, options: tuple):
+    config = ml_collections.ConfigDict({"input_size": input_size})
+    init = jax.jit(functools.partial(initial_variables, model, config))
+    return init.lower(key_type).compile(compiler_options=dict(options))
+
+
+def init_variables(model, input_size: int, rng, *,
+                   compiler_options: dict | None = None) -> dict:
+    """``model.init`` at a (1, input_size, input_size, 3) input, compiled once per process with
+    ``compiler_options`` (default :data:`INIT_COMPILER_OPTIONS`)."""
+    options = INIT_COMPILER_OPTIONS if compiler_options is None else compiler_options
+    key_type = jax.ShapeDtypeStruct(rng.shape, rng.dtype)
+    return _compiled_initialiser(model, input_size, key_type, tuple(sorted(options.items())))(rng)
+
+
 def create_train_state(config, rng, num_train_examples: int) -> TrainState:
     model = create_model(config)
-    variables = jax.jit(functools.partial(initial_variables, model, config))(rng)
+    variables = init_variables(model, config.input_size, rng)
     return TrainState.create(
         apply_fn=model.apply, params=variables["params"],
         batch_stats=variables.get("batch_stats"),

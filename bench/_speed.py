@@ -31,7 +31,7 @@ from awing_jax.runtime import retain_freed_memory
 
 # The FAN of the AWing paper (tiny: the test config's size, for a quick smoke run).
 PAPER = {"stacks": 4, "features": 256, "depth": 4, "input_size": 256, "batch": 8}
-TINY = {"stacks": 1, "features": 16, "depth": 2, "input_size": 32, "batch": 8}
+TINY = {"stacks": 1, "features": 16, "depth": 1, "input_size": 32, "batch": 8}
 _MARK = "@@bench "  # prefix of a worker's messages on its stdout
 
 

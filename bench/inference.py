@@ -27,11 +27,11 @@ def prepare_jax(args) -> _speed.Runner:
 
     from awing_jax.inference import model_inputs
     from awing_jax.models import create_model
-    from awing_jax.trainer import initial_variables
+    from awing_jax.trainer import init_variables
 
     config = config_for(args)
     model = create_model(config)
-    variables = jax.jit(lambda rng: initial_variables(model, config, rng))(jax.random.key(0))
+    variables = init_variables(model, config.input_size, jax.random.key(0))
     images = jnp.asarray(synthetic_batch(args)["image"])
 
     def apply(model, variables, images):

@@ -21,10 +21,9 @@ import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from awing_jax import convert, predict
+from awing_jax import convert, predict, trainer
 from awing_jax.models import create_model
 from configs import tiny, wflw
 from tests import real_faces
@@ -40,8 +39,7 @@ def main() -> None:
     config = (tiny if args.tiny else wflw).get_config()
     model = create_model(config, bn_axis_name=None)
     size = config.input_size
-    variables = jax.jit(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)),
-                                           train=False))()
+    variables = trainer.init_variables(model, size, jax.random.key(0))
     with tempfile.TemporaryDirectory() as workdir:
         convert.write_checkpoint(variables, config, workdir)
         predictor = predict.Predictor(workdir)

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-# The smallest work that still exercises everything: a one-level hourglass, 19 landmarks (AFLW-19,
-# boundary channel included) and 2 images instead of the tiny preset's 2 levels, 98 landmarks and
-# 8 images, a small matmul for the peak. Compiling the JAX step dominates: fewer layers, less time.
+# The smallest work that still exercises everything: the tiny preset's one-level hourglass with
+# 19 landmarks (AFLW-19, boundary channel included) and 2 images instead of 98 landmarks and 8
+# images, a small matmul for the peak. Compiling the JAX step dominates: fewer layers, less time.
 SMALL = ["--tiny", "--depth", "1", "--landmarks", "19", "--batch", "2", "--peak_size", "256"]
 
 

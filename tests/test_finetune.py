@@ -18,7 +18,7 @@ from configs import tiny
 from tests._predict_helpers import random_variables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAYOUT = dict(num_stacks=2, features=16, depth=2)
+LAYOUT = dict(num_stacks=2, features=16, depth=1)
 SIZE = 32
 # WFLW's 98 points -> 300W's 68, typed out from the usual correspondence: every other cheek
 # point, the upper brow edges, nose, eye corners and the upper/lower points beside each eye's

@@ -77,7 +77,7 @@ def test_untrained_regressor_predicts_the_image_centre(name):
     config = tiny_regression_config(name)
     model = create_model(config)
     x = jax.random.uniform(jax.random.key(1), (3, config.input_size, config.input_size, 3))
-    variables = model.init(jax.random.key(0), x, train=False)
+    variables = trainer.init_variables(model, config.input_size, jax.random.key(0))
     out = model.apply(variables, x, train=False)
     assert out.shape == (3, NUM_POINTS, 2)
     np.testing.assert_allclose(out, (config.input_size - 1) / 2, atol=1e-5)

@@ -75,10 +75,12 @@ def test_eight_devices_equal_one_device():
     ill-conditioned that perturbing the parameters by 1e-5 (relative) moves it by 0.08 of its
     2.9 scale, so the CPU Winograd lowering's rounding (1e-5 relative per convolution, different
     for per-device batches of 1 and 8) would hide what is tested here, the cross-device
-    reductions. The lowering itself is tested against lax in tests/test_runtime.py.
+    reductions. The lowering itself is tested against lax in tests/test_runtime.py. For the same
+    reason the model has two hourglass levels: the one-level tiny model's gradient has a few
+    elements whose float32 rounding differs by 1.4e-5 between the two batch splits.
     """
     assert jax.local_device_count() >= 8, "tests/conftest.py sets 8 fake CPU devices"
-    config = tiny_config("", **SGD, **{"model.conv_lowering": "xla"})
+    config = tiny_config("", **SGD, **{"model.conv_lowering": "xla", "model.depth": 2})
     batch = fake_batch(config, np.random.default_rng(0), 8)
     state1, m1 = run_step(config, batch, 1)
     state8, m8 = run_step(config, batch, 8)
@@ -105,6 +107,27 @@ def test_non_finite_step_is_reported():
     sharded = jax.tree.map(lambda x: x.reshape(2, -1, *x.shape[1:]), batch)
     _, metrics = step(jax_utils.replicate(state, devices, axis_name=trainer.AXIS), sharded)
     assert np.all(jax.device_get(metrics["finite"]) == 0.0)
+
+
+@pytest.mark.parametrize("name", ["fan", "cnn6"])
+def test_initialiser_options_change_its_compile_time_only(name):
+    """The initialiser compiled with trainer.INIT_COMPILER_OPTIONS gives XLA's default
+    compilation's values bit for bit: the tiny FAN (convolutions, BatchNorm, CoordConv, boundary
+    head) and the tiny CNN-6 of tests/test_regression.py (dense layers, a zero-initialised
+    head). Every model here uses flax's default initialisers (the ResNet too)."""
+    from awing_jax.models import create_model
+    from tests.test_regression import tiny_regression_config
+
+    config = tiny_config("") if name == "fan" else tiny_regression_config(name)
+    model = create_model(config)
+    key = jax.random.key(11)
+    fast = trainer.init_variables(model, config.input_size, key)
+    default = trainer.init_variables(model, config.input_size, key, compiler_options={})
+    assert trainer.INIT_COMPILER_OPTIONS, "the options under test are not XLA's defaults"
+    assert jax.tree.structure(fast) == jax.tree.structure(default)
+    for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(default), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert np.std(flat(fast["params"])) > 0, "random, not constant, parameters were compared"
 
 
 def read_params(workdir, step="latest"):
