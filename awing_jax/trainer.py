@@ -114,8 +114,8 @@ def create_optimizer(config, num_train_examples: int) -> optax.GradientTransform
 
 # XLA options for compiling a model's initialiser. Its program is almost all threefry hashing
 # (one key per parameter tensor, then its random bits), which XLA's CPU backend compiles at LLVM
-# optimisation level 3 by default. Level 1 compiles it 1.2-3x faster (tiny test FAN: 12.3 s ->
-# 3.5 s; FAN-4: 36.6 s -> 31.0 s) and gives bit-identical values, since the program has no
+# optimisation level 3 by default. Level 1 compiles it up to 2.8x faster (tiny test FAN: 10.7 s
+# -> 3.8 s; FAN-4: 28.3 s -> 26.6 s) and gives bit-identical values, since the program has no
 # float reduction whose order an optimisation level could change: tests/test_train.py compares
 # the two, BENCHMARKS.md "Initialiser compile" has the timings. Pass {} for XLA's defaults.
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}

@@ -9,8 +9,10 @@ import pytest
 
 # The smallest work that still exercises everything: the tiny preset's one-level hourglass with
 # 19 landmarks (AFLW-19, boundary channel included) and 2 images instead of 98 landmarks and 8
-# images, a small matmul for the peak. Compiling the JAX step dominates: fewer layers, less time.
-SMALL = ["--tiny", "--depth", "1", "--landmarks", "19", "--batch", "2", "--peak_size", "256"]
+# images, a small matmul for the peak, and XLA's own convolutions (they compile in about half the
+# time of the CPU Winograd lowering that "auto" picks). Compiling the JAX step dominates.
+SMALL = ["--tiny", "--depth", "1", "--landmarks", "19", "--batch", "2", "--peak_size", "256",
+         "--conv_lowering", "xla"]
 
 
 @pytest.mark.parametrize("module", ["bench.train_step", "bench.inference"])
