@@ -121,21 +121,20 @@ def create_optimizer(config, num_train_examples: int) -> optax.GradientTransform
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
-def initial_variables(model, config, rng):
-    image = jnp.zeros((1, config.input_size, config.input_size, 3), jnp.float32)
-    return model.init(rng, image, train=False)
+def initialiser(model, input_size: int):
+    """``model.init`` at a (1, input_size, input_size, 3) input, jitted: a function of the key."""
+    image = jnp.zeros((1, input_size, input_size, 3), jnp.float32)
+    return jax.jit(lambda rng: model.init(rng, image, train=False))
 
 
 @functools.lru_cache(maxsize=16)
 def _compiled_initialiser(model, input_size: int, key_type, options: tuple):
-    config = ml_collections.ConfigDict({"input_size": input_size})
-    init = jax.jit(functools.partial(initial_variables, model, config))
-    return init.lower(key_type).compile(compiler_options=dict(options))
+    return initialiser(model, input_size).lower(key_type).compile(compiler_options=dict(options))
 
 
 def init_variables(model, input_size: int, rng, *,
                    compiler_options: dict | None = None) -> dict:
-    """``model.init`` at a (1, input_size, input_size, 3) input, compiled once per process with
+    """:func:`initialiser`'s variables for key ``rng``, compiled once per process with
     ``compiler_options`` (default :data:`INIT_COMPILER_OPTIONS`)."""
     options = INIT_COMPILER_OPTIONS if compiler_options is None else compiler_options
     key_type = jax.ShapeDtypeStruct(rng.shape, rng.dtype)

@@ -12,7 +12,6 @@ ratio default / trainer's, and whether the two programs' variables are bit-ident
 from __future__ import annotations
 
 import argparse
-import functools
 import platform
 import statistics
 import time
@@ -38,14 +37,13 @@ def main() -> None:
     for name in args.models.split(","):
         config = CONFIGS[name]()
         model = create_model(config)
-        init = functools.partial(trainer.initial_variables, model, config)
         key = jax.random.key(0)
         times = {"default": [], "trainer": []}
         values = {}
         for _ in range(args.reps):
             for label, options in (("default", {}), ("trainer", trainer.INIT_COMPILER_OPTIONS)):
                 jax.clear_caches()  # JAX keeps compiled programs in memory: compile afresh
-                lowered = jax.jit(init).lower(key)
+                lowered = trainer.initialiser(model, config.input_size).lower(key)
                 start = time.perf_counter()
                 compiled = lowered.compile(compiler_options=dict(options))
                 times[label].append(time.perf_counter() - start)
