@@ -15,13 +15,13 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 # the two xdist workers do not end with one of them alone on a long test.
 SLOW_FIRST = (
     "tests/test_regression.py::test_compare_losses_end_to_end",
-    "tests/test_train.py::test_two_processes_equal_one_process",
     "tests/test_runtime.py::test_fan_lowerings_are_one_function_of_the_same_parameters",
-    "tests/test_train.py::test_kill_and_resume_is_identical",
-    "tests/test_bench.py::test_compare_runs_each_framework_in_its_own_process",
-    "tests/test_coco_landmarks.py::test_five_points_train_evaluate_predict_export",
+    "tests/test_finetune.py::test_finetune_run_starts_from_the_converted_params",
     "tests/test_train.py::test_training_lowers_loss_and_evaluate_writes_report",
-    "tests/test_train.py::test_nan_stops_training_and_keeps_last_checkpoint",
+    "tests/test_train.py::test_two_processes_equal_one_process",
+    "tests/test_coco_landmarks.py::test_five_points_train_evaluate_predict_export",
+    "tests/test_bench.py::test_compare_runs_each_framework_in_its_own_process",
+    "tests/test_coco_landmarks.py::test_68_points_train_with_boundary_and_evaluate",
 )
 
 

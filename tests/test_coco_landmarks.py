@@ -417,7 +417,8 @@ def test_five_points_train_evaluate_predict_export(five, tmp_path, capsys):
     # one step at learning rate 0: every leaf but the output heads must be the source's.
     source = str(tmp_path / "converted")
     layout = dict(num_stacks=1, features=16, depth=1)
-    initial = jax.device_get(trainer.init_variables(FAN(98, **layout), 32, jax.random.key(7)))
+    initial = jax.device_get(trainer.init_variables(FAN(98, **layout, conv_lowering="xla"), 32,
+                                                    jax.random.key(7)))
     convert.write_checkpoint(initial, convert.conversion_config(
         num_landmarks=98, input_size=32, crop_protocol="face_square", **layout), source)
     workdir = str(tmp_path / "run")

@@ -11,7 +11,9 @@ import pytest
 from awing_jax.models.common import count_params
 from awing_jax.models.fan import FAN, add_coords, coord_channels
 
-TINY = dict(num_landmarks=5, num_stacks=2, features=16, depth=2)
+# XLA's own convolutions: they compile in about half the time of the CPU Winograd lowering that
+# "auto" picks, and the lowerings are tested against each other in tests/test_runtime.py.
+TINY = dict(num_landmarks=5, num_stacks=2, features=16, depth=2, conv_lowering="xla")
 SIZE = 32  # heatmaps 8 x 8, deepest hourglass level 4 x 4
 
 
@@ -57,7 +59,8 @@ def _apply(model: FAN, variables, x: jax.Array, train: bool):
      (68, 4, 24_099_156), (29, 4, 24_029_112)],
 )
 def test_parameter_count_matches_reference_layout(num_landmarks, num_stacks, expected):
-    model = FAN(num_landmarks, num_stacks=num_stacks)
+    # Any lowering has the same parameters (tests/test_runtime.py); XLA's traces fastest.
+    model = FAN(num_landmarks, num_stacks=num_stacks, conv_lowering="xla")
     shapes = jax.eval_shape(
         lambda: model.init(jax.random.key(0), jnp.zeros((1, 256, 256, 3)), train=False))
     assert count_params(shapes["params"]) == expected

@@ -20,6 +20,10 @@ from tests._predict_helpers import random_variables
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYOUT = dict(num_stacks=2, features=16, depth=1)
 SIZE = 32
+# The FANs built here run XLA's own convolutions, as the fine-tuning runs' configs/tiny.py does:
+# they trace and compile in about half the time of the CPU Winograd lowering ("auto"), and every
+# lowering has the same parameters (tests/test_runtime.py).
+XLA = dict(conv_lowering="xla")
 # WFLW's 98 points -> 300W's 68, typed out from the usual correspondence: every other cheek
 # point, the upper brow edges, nose, eye corners and the upper/lower points beside each eye's
 # top and bottom centre, the mouth.
@@ -35,7 +39,7 @@ WFLW_TO_300W = [
 def _random_variables(num_landmarks: int, seed: int = 3, **layout):
     """A FAN's variables, every leaf random (none at an initialiser's value; variances > 0),
     drawn on the host: no initialiser is compiled."""
-    return random_variables(FAN(num_landmarks, **{**LAYOUT, **layout}), SIZE, seed)
+    return random_variables(FAN(num_landmarks, **{**LAYOUT, **layout}, **XLA), SIZE, seed)
 
 
 @pytest.fixture(scope="module")
@@ -214,8 +218,8 @@ def test_boundary_weights_without_the_boundary_compute_the_same_landmarks():
                                    keep_boundary=False)
     assert mapped["params"]["coord_conv_1"]["kernel"].shape[-2] == LAYOUT["features"] + 3
     images = np.random.default_rng(0).uniform(0, 1, (2, SIZE, SIZE, 3)).astype(np.float32)
-    with_boundary = _forward(FAN(98, **LAYOUT))(variables, images)
-    forward_without = _forward(FAN(98, boundary=False, **LAYOUT))
+    with_boundary = _forward(FAN(98, **LAYOUT, **XLA))(variables, images)
+    forward_without = _forward(FAN(98, boundary=False, **LAYOUT, **XLA))
     without = forward_without(mapped, images)
     assert len(with_boundary) == len(without) == LAYOUT["num_stacks"]
     for a, b in zip(with_boundary, without, strict=True):

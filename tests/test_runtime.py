@@ -155,7 +155,7 @@ def test_other_3x3_convolutions_are_not_winograd(case):
 
 
 def _fan(lowering):
-    return FAN(num_landmarks=19, num_stacks=2, features=16, depth=1, conv_lowering=lowering)
+    return FAN(num_landmarks=19, num_stacks=1, features=16, depth=1, conv_lowering=lowering)
 
 
 def _parameter_shapes(lowering, x):
