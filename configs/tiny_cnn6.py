@@ -2,7 +2,7 @@
 
 The loop (data order, checkpoints, resume, multi-process, divergence checks, pmean'ed
 gradients and synced BatchNorm) is the same for every model; this one compiles its training
-step in about a third of the tiny FAN's time (BENCHMARKS.md, "Test suite").
+step in about a fifth of the tiny FAN's time (BENCHMARKS.md, "Test suite").
 """
 
 from awing_jax import config_files
