@@ -11,7 +11,7 @@ import pytest
 # 19 landmarks (AFLW-19, boundary channel included) and 2 images instead of 98 landmarks and 8
 # images, a small matmul for the peak, and XLA's own convolutions (they compile in about half the
 # time of the CPU Winograd lowering that "auto" picks). Compiling the JAX step dominates.
-SMALL = ["--tiny", "--depth", "1", "--landmarks", "19", "--batch", "2", "--peak_size", "256",
+SMALL = ["--tiny", "--landmarks", "19", "--batch", "2", "--peak_size", "256",
          "--conv_lowering", "xla"]
 
 

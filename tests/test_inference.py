@@ -13,7 +13,7 @@ import pytest
 from awing_jax import checkpoint, convert, evaluation, export, inference, predict
 from awing_jax.models import create_model
 from awing_jax.models.fan import FAN
-from configs import tiny, wing_cnn6
+from configs import tiny, tiny_cnn6
 from tests._predict_helpers import random_variables
 
 LOWERING = "xla"  # every path built with the same lowering: identical programs up to fusion
@@ -127,9 +127,7 @@ def test_heatmap_stride_is_the_output_shape(size):
 
 
 def test_a_regressor_returns_its_coordinates_and_no_heatmaps():
-    config = tiny.get_config()
-    config.model = wing_cnn6.get_config().model
-    config.model.update(features=4, depth=3, hidden=16)
+    config = tiny_cnn6.get_config()
     model = create_model(config, bn_axis_name=None)
     variables = random_variables(model, config.input_size)
     crops = np.random.default_rng(2).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
