@@ -24,7 +24,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from flax import jax_utils
 from flax.training import train_state
 
 from awing_jax import checkpoint as ckpt
@@ -149,6 +148,35 @@ def create_train_state(config, rng, num_train_examples: int) -> TrainState:
         batch_stats=variables.get("batch_stats"),
         tx=create_optimizer(config, num_train_examples),
     )
+
+
+def replicate(tree, devices=None):
+    """``tree`` on each of ``devices`` (default: the local ones), stacked on a new leading
+    axis as ``jax.pmap`` takes it, and sharded over the pmap's axis :data:`AXIS`.
+
+    The copies are made on the host and transferred: unlike ``flax.jax_utils.replicate``, which
+    stacks on device, this compiles no program (one per distinct leaf shape there, a few seconds
+    per run on a CPU).
+    """
+    devices = list(devices or jax.local_devices())
+    sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), (AXIS,)),
+                                          jax.sharding.PartitionSpec(AXIS))
+
+    def put(x):
+        x = np.asarray(jax.device_get(x))
+        return jax.device_put(np.broadcast_to(x[None], (len(devices), *x.shape)), sharding)
+
+    return jax.tree.map(put, tree)
+
+
+def unreplicate(tree):
+    """One replica of a :func:`replicate`d (or pmap-returned) ``tree``, as host numpy arrays.
+
+    The replicas are equal (the step pmean's the gradients and the BatchNorm statistics); this
+    copies this process's first one without compiling an indexing program per leaf shape. A copy,
+    not a view: the step donates (and reuses) the device buffers it reads.
+    """
+    return jax.tree.map(lambda x: np.array(x.addressable_shards[0].data)[0, ...], tree)
 
 
 # ----------------------------------------------------------------------------- the step
@@ -301,14 +329,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     start_step = int(state.step)  # the config is saved with every checkpoint (ckpt.save)
 
     p_train_step = make_p_train_step(config)
-    state = jax_utils.replicate(state, axis_name=AXIS)  # same mesh axis as the pmap: no recompile
+    state = replicate(state)  # the pmap's mesh axis: no recompile
     writer = _summary_writer(workdir) if is_main else None
     progress = _progress(start_step, num_steps) if is_main else None
 
     infer = evaluation.make_inference_fn(config)  # built once: no recompile per evaluation
 
     def evaluate_and_save(step: int) -> dict:
-        host_state = jax.device_get(jax_utils.unreplicate(state))
+        host_state = unreplicate(state)
         result = evaluation.evaluate_source(host_state, eval_source, config, infer=infer)
         summary = {k: v for k, v in result.items() if np.isscalar(v)}
         ckpt.save(manager, step, host_state, iterator, config, metrics={"nme": summary["nme"]})
@@ -338,7 +366,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         evaluating = step % config.eval_every_steps == 0 or step == num_steps
         saving = evaluating or step % config.checkpoint_every_steps == 0
         if step % config.log_every_steps == 0 or saving:  # always check before a save
-            logged = jax.device_get([jax.tree.map(lambda x: x[0], m) for m in pending])
+            logged = [jax.tree.map(lambda x: x[0], m) for m in jax.device_get(pending)]
             pending = []
             if not all(m["finite"] == 1.0 for m in logged):
                 bad = step - len(logged) + 1 + next(
@@ -362,10 +390,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if evaluating:
             summary = evaluate_and_save(step)
         elif saving:
-            ckpt.save(manager, step, jax.device_get(jax_utils.unreplicate(state)), iterator, config)
+            ckpt.save(manager, step, unreplicate(state), iterator, config)
     if not summary:  # resumed after the last step: report the final checkpoint's metrics
         summary = evaluation.evaluate_source(
-            jax.device_get(jax_utils.unreplicate(state)), eval_source, config, infer=infer)
+            unreplicate(state), eval_source, config, infer=infer)
         summary = {k: v for k, v in summary.items() if np.isscalar(v)}
     manager.wait_until_finished()
     if progress is not None:

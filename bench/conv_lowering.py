@@ -125,7 +125,6 @@ def programs(args) -> None:
     retain_freed_memory()
     import jax
     import numpy as np
-    from flax import jax_utils
 
     from awing_jax import inference, trainer
     from awing_jax.models import create_model
@@ -159,8 +158,8 @@ def programs(args) -> None:
                                 lambda c, v=variables: c(v, images), args.reps)
             else:
                 one = jax.local_devices()[:1]
-                replicated = jax_utils.replicate(state, devices=one, axis_name=trainer.AXIS)
-                sharded = jax_utils.replicate(batch, devices=one)
+                replicated = trainer.replicate(state, one)
+                sharded = trainer.replicate(batch, one)
                 step = trainer.make_p_train_step(config)
                 holder = {"state": replicated}  # the step donates its state: carry it on
 

@@ -61,15 +61,14 @@ def with_lowering(config, lowering: str):
 
 def prepare_jax(args) -> _speed.Runner:
     import jax
-    from flax import jax_utils
 
     from awing_jax import trainer
 
     config = config_for(args)
     state = trainer.create_train_state(config, jax.random.key(0), num_train_examples=1000)
     one = jax.local_devices()[:1]  # the benchmark times one device, whatever else is visible
-    state = jax_utils.replicate(state, devices=one, axis_name=trainer.AXIS)
-    batch = jax_utils.replicate(synthetic_batch(args), devices=one)
+    state = trainer.replicate(state, one)
+    batch = trainer.replicate(synthetic_batch(args), one)
     start = time.perf_counter()
     compiled = trainer.make_p_train_step(config).lower(state, batch).compile()
     compile_seconds = time.perf_counter() - start

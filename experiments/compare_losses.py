@@ -4,6 +4,7 @@
     python -m experiments.compare_losses --dataset wflw --size paper --steps 60000 \
         --out runs/ablation
     python -m experiments.compare_losses --families regression    # one family only
+    python -m experiments.compare_losses --runs heatmap-awing,regression-wing+pdb  # some runs
 
 Families (each run is ``awing_jax.trainer.train_and_evaluate`` with config overrides, in its own
 workdir ``OUT/runs/<family>-<run>``):
@@ -180,6 +181,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="model sizes (default: small for synthetic_faces, else paper)")
     parser.add_argument("--families", default=",".join(FAMILIES),
                         help="comma-separated subset of: " + ", ".join(FAMILIES))
+    parser.add_argument("--runs", default=None,
+                        help="comma-separated subset of runs, by workdir name: "
+                        + ", ".join(slug(r) for r in RUNS) + " (default: every run of "
+                        "--families)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/compare_losses")
     args = parser.parse_args(argv)
@@ -193,7 +198,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.families = [f.strip() for f in args.families.split(",") if f.strip()]
     if unknown := set(args.families) - set(FAMILIES):
         parser.error(f"unknown families {sorted(unknown)}; known: {', '.join(FAMILIES)}")
+    if args.runs is not None:
+        args.runs = [r.strip() for r in args.runs.split(",") if r.strip()]
+        known = [slug(r) for r in RUNS]
+        if unknown := [r for r in args.runs if r not in known]:
+            parser.error(f"unknown runs {unknown}; known: {', '.join(known)}")
+        if not selected_runs(args):
+            parser.error(f"none of the runs {args.runs} is in the families {args.families}")
     return args
+
+
+def selected_runs(args: argparse.Namespace) -> list[Run]:
+    """The runs of ``args.families``, in :data:`RUNS` order, narrowed to ``args.runs`` if set."""
+    return [r for r in RUNS if r.family in args.families
+            and (args.runs is None or slug(r) in args.runs)]
 
 
 def main(argv=None) -> list[dict]:
@@ -216,7 +234,7 @@ def compare(args: argparse.Namespace) -> list[dict]:
     os.makedirs(args.out, exist_ok=True)
     results = []
     start = time.time()
-    for run in (r for r in RUNS if r.family in args.families):
+    for run in selected_runs(args):
         config = run_config(run, args)
         workdir = os.path.join(args.out, "runs", slug(run))
         print(f"== {run.family} / {run.name}: {config.model.name}, loss {config.loss.kind}, "

@@ -4,7 +4,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import jax_utils
 
 from awing_jax import checkpoint, inference, losses, trainer
 from awing_jax.models import create_model, predicts_coordinates
@@ -167,8 +166,8 @@ def test_training_steps_lower_the_loss(name):
     batch = {"image": images[None], "landmarks": landmarks[None].astype(np.float32),
              "visible": np.ones((1, 8, NUM_POINTS), bool)}
     devices = jax.local_devices()[:1]
-    state = jax_utils.replicate(trainer.create_train_state(config, jax.random.key(0), 1000),
-                                devices, axis_name=trainer.AXIS)
+    state = trainer.replicate(trainer.create_train_state(config, jax.random.key(0), 1000),
+                              devices)
     step = jax.pmap(lambda st, b: trainer.train_step(st, b, config=config,
                                                      scheme=trainer.get_scheme(config.scheme)),
                     axis_name=trainer.AXIS, devices=devices)
@@ -180,8 +179,17 @@ def test_training_steps_lower_the_loss(name):
     assert history[-1] < 0.3 * history[0], history
 
 
+# The end-to-end run trains both families, each run with its own loss: every regression run (a
+# tiny CNN-6 compiles in seconds) and the heatmap family's AWing + weight map. The three other
+# heatmap runs differ from it only in their config (test_compare_losses_configs, below), and each
+# of their losses trains through the same objective (tests/test_visibility.py); a tiny FAN's
+# training step takes about 11 s to compile, so they are left out here.
+END_TO_END_RUNS = ("heatmap-awing+weight_map", "regression-l2", "regression-l1",
+                   "regression-smooth_l1", "regression-wing", "regression-wing+pdb")
+
+
 def test_compare_losses_end_to_end(tmp_path):
-    """Every run of both families for two steps with tiny models: the table, the JSON and the
+    """Runs of both families for two steps with tiny models: the table, the JSON and the
     curves' plot are written, and each run trained its own model with its own loss."""
     import json
 
@@ -194,14 +202,17 @@ def test_compare_losses_end_to_end(tmp_path):
     build.build("synthetic_faces", data_dir=data_dir, num_train=48, num_test=12, image_size=64)
     out = tmp_path / "out"
     results = compare_losses.main(["--data_dir", data_dir, "--size", "tiny", "--steps", "2",
-                                   "--out", str(out)])
-    expected = [(r.family, r.name) for r in compare_losses.RUNS]
+                                   "--runs", ",".join(END_TO_END_RUNS), "--out", str(out)])
+    expected = [(r.family, r.name) for r in compare_losses.RUNS
+                if compare_losses.slug(r) in END_TO_END_RUNS]
+    assert len(expected) == len(END_TO_END_RUNS)
     assert [(r["family"], r["run"]) for r in results] == expected
     table = (out / "results.md").read_text().splitlines()
     assert "Mean-shape baseline" in table[0]
     rows = [line for line in table if line.startswith("| heatmap") or
             line.startswith("| regression")]
     assert len(rows) == len(expected)
+    assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(END_TO_END_RUNS)
     for r in results:
         assert np.isfinite(r["nme"]) and 0 <= r["failure_rate"] <= 1 and r["steps"] == 2
         # The run's config lives in its checkpoints only (written once).
@@ -220,3 +231,57 @@ def test_compare_losses_end_to_end(tmp_path):
     assert len(saved["runs"]) == len(expected)
     image = matplotlib.image.imread(out / "nme_curves.png")
     assert image.shape[1] > image.shape[0] and np.ptp(image[..., :3]) > 0.5
+
+
+@pytest.mark.parametrize("size", ["tiny", "small", "paper"])
+def test_compare_losses_configs(size):
+    """Every run's config, as the driver builds it: the family's model, the run's loss, the
+    weight map only for AWing + weight map, PDB only for Wing + PDB, and otherwise the same
+    config within a family (the same model, data, schedule and seed)."""
+    from experiments import compare_losses
+
+    args = compare_losses.parse_args(["--size", size, "--steps", "2", "--data_dir", "d"])
+    assert [compare_losses.slug(r) for r in compare_losses.selected_runs(args)] == [
+        "heatmap-l2", "heatmap-l1", "heatmap-awing", "heatmap-awing+weight_map",
+        "regression-l2", "regression-l1", "regression-smooth_l1", "regression-wing",
+        "regression-wing+pdb"]
+    configs = {compare_losses.slug(r): compare_losses.run_config(r, args).to_dict()
+               for r in compare_losses.RUNS}
+    kinds = {"heatmap-l2": "l2", "heatmap-l1": "l1", "heatmap-awing": "awing",
+             "heatmap-awing+weight_map": "awing", "regression-l2": "l2", "regression-l1": "l1",
+             "regression-smooth_l1": "smooth_l1", "regression-wing": "wing",
+             "regression-wing+pdb": "wing"}
+    for name, config in configs.items():
+        family = name.split("-")[0]
+        assert config["model"]["name"] == ("fan" if family == "heatmap" else "cnn6"), name
+        assert config["loss"]["kind"] == kinds[name], name
+        assert config["pdb"] == (name == "regression-wing+pdb"), name
+        if family == "heatmap":
+            assert config["loss"]["use_weight_map"] == (name == "heatmap-awing+weight_map")
+        assert config["num_train_steps"] == 2 and config["data_dir"] == "d"
+
+    def rest(config):  # what must not differ between the runs of a family
+        return {k: v for k, v in config.items() if k not in ("loss", "pdb")}
+
+    for family, reference in (("heatmap", "heatmap-awing+weight_map"),
+                              ("regression", "regression-wing")):
+        for name, config in configs.items():
+            if name.startswith(family):
+                assert rest(config) == rest(configs[reference]), name
+    if size == "tiny":
+        assert configs["heatmap-l2"]["model"]["num_stacks"] == 1
+        assert configs["regression-l2"]["model"]["features"] == 4
+
+
+def test_compare_losses_names_unknown_runs(capsys):
+    from experiments import compare_losses
+
+    with pytest.raises(SystemExit) as exit_info:
+        compare_losses.parse_args(["--runs", "heatmap-awing,heatmap-wing"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: unknown runs ['heatmap-wing']; known: heatmap-l2," in err
+    with pytest.raises(SystemExit):
+        compare_losses.parse_args(["--runs", "heatmap-l2", "--families", "regression"])
+    assert "error: none of the runs ['heatmap-l2'] is in the families ['regression']" in \
+        capsys.readouterr().err

@@ -16,7 +16,6 @@ import sys
 import jax
 import numpy as np
 import pytest
-from flax import jax_utils
 
 from awing_jax import checkpoint as ckpt
 from awing_jax import trainer
@@ -79,8 +78,45 @@ def run_step(config, batch, num_devices, state=None):
         lambda s, b: trainer.train_step(s, b, config=config,
                                         scheme=trainer.get_scheme(config.scheme)),
         axis_name=trainer.AXIS, devices=devices)
-    new_state, metrics = step(jax_utils.replicate(state, devices, axis_name=trainer.AXIS), sharded)
-    return jax.device_get(jax_utils.unreplicate(new_state)), jax.device_get(metrics)
+    new_state, metrics = step(trainer.replicate(state, devices), sharded)
+    return trainer.unreplicate(new_state), jax.device_get(metrics)
+
+
+def test_replicate_and_unreplicate_copy_on_the_host_without_compiling():
+    """trainer.replicate gives every device the same copy, sharded over the pmap axis as the
+    step takes it; unreplicate returns one copy as host arrays; neither compiles a program."""
+    compiles = []
+
+    def listen(event, seconds, **kwargs):
+        if event.endswith("backend_compile_duration"):
+            compiles.append(kwargs)
+
+    rng = np.random.default_rng(3)
+    tree = {"kernel": rng.normal(size=(3, 3, 2, 5)).astype(np.float32),
+            "step": np.int32(7), "stats": {"mean": jax.numpy.asarray(rng.normal(size=(5,)))}}
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        replicated = trainer.replicate(tree)
+        back = trainer.unreplicate(replicated)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert compiles == []
+    n = jax.local_device_count()
+    assert n == 8
+    for leaf, copy, host in zip(jax.tree.leaves(tree), jax.tree.leaves(replicated),
+                                jax.tree.leaves(back), strict=True):
+        assert copy.shape == (n, *np.shape(leaf)) and copy.dtype == np.asarray(leaf).dtype
+        assert {s.device for s in copy.addressable_shards} == set(jax.local_devices())
+        assert copy.sharding.spec == jax.sharding.PartitionSpec(trainer.AXIS)
+        for shard in copy.addressable_shards:
+            np.testing.assert_array_equal(np.asarray(shard.data)[0], leaf)
+        assert isinstance(host, np.ndarray)
+        np.testing.assert_array_equal(host, leaf)
+    # What the step returns unreplicates too, to the step's own values.
+    step = jax.pmap(lambda t: jax.tree.map(lambda x: x + 1, t), axis_name=trainer.AXIS)
+    out = trainer.unreplicate(step(replicated))
+    np.testing.assert_array_equal(out["kernel"], tree["kernel"] + 1)
+    assert out["step"] == 8
 
 
 def test_eight_devices_equal_one_device():
