@@ -31,10 +31,10 @@ _WING_PIXELS_PER_UNIT = 2 * _WING_W
 
 def _loss_and_gradient(loss_fn, target: float, errors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Loss and ∂loss/∂prediction (by jax.grad) at prediction = target + error, for each error."""
-    pred = jnp.asarray(target + errors, jnp.float32)
-    target = jnp.full_like(pred, target)
-    value = loss_fn(pred, target)
-    gradient = jax.vmap(jax.grad(loss_fn))(pred, target)
+    pred = np.asarray(target + np.asarray(errors), np.float32)
+    target = np.full_like(pred, target)
+    value, gradient = jax.jit(lambda p, t: (loss_fn(p, t), jax.vmap(jax.grad(loss_fn))(p, t)))(
+        pred, target)  # one program, not one per operation
     return np.asarray(value), np.asarray(gradient)
 
 

@@ -69,10 +69,10 @@ RUNS = (
 SIZES = {
     "tiny": {
         "heatmap": {"input_size": 32, "model.num_stacks": 1, "model.features": 16,
-                    "model.depth": 1, "batch_size": 8, "eval_batch_size": 16,
+                    "model.depth": 1, "batch_size": 8, "eval_batch_size": 8,
                     "optimizer.learning_rate": 1e-3, "model.conv_lowering": "xla"},
         "regression": {"input_size": 32, "model.features": 4, "model.depth": 3,
-                       "model.hidden": 16, "batch_size": 8, "eval_batch_size": 16,
+                       "model.hidden": 16, "batch_size": 8, "eval_batch_size": 8,
                        "model.conv_lowering": "xla"},
     },
     "small": {

@@ -81,6 +81,11 @@ def _lax3x3(x, w, padding=((1, 1), (1, 1))):
                                     precision=lax.Precision.HIGHEST)
 
 
+def _jit_vjp(f, x, w, dy):
+    """The gradients of ``f`` at (x, w) along ``dy``, computed by one compiled program."""
+    return jax.jit(lambda x, w, dy: jax.vjp(f, x, w)[1](dy))(x, w, dy)
+
+
 def _close(actual, expected, rel=2e-5):
     """Winograd's transforms round differently from a direct sum: compare to the output's scale."""
     expected = np.asarray(expected)
@@ -97,14 +102,16 @@ def test_winograd_3x3_matches_lax_value_and_gradients(shape, padding):
     def ours(x, w):
         return conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=NHWC)
 
-    out, expected = ours(x, w), _lax3x3(x, w, padding)
+    # Under jit, as the models run it (and one program each instead of one per operation).
+    traced = jax.jit(ours).trace(x, w)
+    out, expected = traced.lower().compile()(x, w), _lax3x3(x, w, padding)
     assert out.shape == expected.shape
     _close(out, expected)
-    text = jax.jit(ours).trace(x, w).lower(lowering_platforms=("cpu",)).as_text()
+    text = traced.lower(lowering_platforms=("cpu",)).as_text()
     assert "convolution" not in text and "dot_general" in text
     dy = np.random.default_rng(1).standard_normal(expected.shape).astype(np.float32)
-    grads = jax.vjp(ours, x, w)[1](dy)
-    expected_grads = jax.vjp(_lax3x3, x, w)[1](dy)
+    grads = _jit_vjp(ours, x, w, dy)
+    expected_grads = _jit_vjp(_lax3x3, x, w, dy)
     for g, e in zip(grads, expected_grads, strict=True):
         _close(g, e)
 
@@ -114,8 +121,8 @@ def test_winograd_hand_written_gradient_equals_autodiff_of_the_same_computation(
     contraction for the kernel's) against JAX differentiating the forward transforms itself."""
     x, w = _inputs((2, 11, 14, 6), (3, 3, 6, 7), seed=4)
     dy = np.random.default_rng(5).standard_normal((2, 11, 14, 7)).astype(np.float32)
-    ours = jax.vjp(winograd_conv3x3, x, w)[1](dy)
-    autodiff = jax.vjp(lambda x, w: _winograd_forward(x, w, None, None), x, w)[1](dy)
+    ours = _jit_vjp(winograd_conv3x3, x, w, dy)
+    autodiff = _jit_vjp(lambda x, w: _winograd_forward(x, w, None, None), x, w, dy)
     for g, e in zip(ours, autodiff, strict=True):
         _close(g, e)
 
