@@ -19,6 +19,7 @@ from awing_jax.landmarks import W300, get_scheme
 from datasets import build, export_coco
 from datasets.synthetic_faces.synthetic_faces import render_example
 from tests import _fixture
+from tests._predict_helpers import random_variables
 
 IMAGE_SIZE = 64      # stored crops
 FACE = 80            # each rendered face is an 80 px square; two side by side per photo
@@ -405,7 +406,6 @@ XLA_CONVOLUTIONS = {"model.conv_lowering": "xla"}
 
 
 def test_five_points_train_evaluate_predict_export(five, tmp_path, capsys):
-    import jax
     from flax import traverse_util
 
     from awing_jax import checkpoint, convert, evaluation, export, input_pipeline, trainer
@@ -417,8 +417,7 @@ def test_five_points_train_evaluate_predict_export(five, tmp_path, capsys):
     # one step at learning rate 0: every leaf but the output heads must be the source's.
     source = str(tmp_path / "converted")
     layout = dict(num_stacks=1, features=16, depth=1)
-    initial = jax.device_get(trainer.init_variables(FAN(98, **layout, conv_lowering="xla"), 32,
-                                                    jax.random.key(7)))
+    initial = random_variables(FAN(98, **layout, conv_lowering="xla"), 32, seed=7)
     convert.write_checkpoint(initial, convert.conversion_config(
         num_landmarks=98, input_size=32, crop_protocol="face_square", **layout), source)
     workdir = str(tmp_path / "run")

@@ -13,6 +13,7 @@ from flax import traverse_util
 from awing_jax import checkpoint as ckpt
 from awing_jax import convert, finetune, landmark_maps, trainer
 from awing_jax.landmarks import get_scheme
+from awing_jax.models import create_model
 from awing_jax.models.fan import FAN
 from configs import tiny
 from tests._predict_helpers import random_variables
@@ -164,9 +165,20 @@ def test_checkpoint_without_a_protocol_is_a_face_square_one(data_dir, tmp_path):
     assert run.crop_protocol == "face_square"
 
 
-def _fresh_and_started(config):
+def _state_of_random_weights(config):
+    """A train state of ``config``'s model with :func:`random_variables` in place of its
+    initialisation (none is compiled), for tests that do not look at the fresh weights."""
+    model = create_model(config)
+    variables = random_variables(model, config.input_size, seed=5)
+    return trainer.TrainState.create(apply_fn=model.apply, params=variables["params"],
+                                     batch_stats=variables["batch_stats"],
+                                     tx=trainer.create_optimizer(config, 16))
+
+
+def _fresh_and_started(config, random_weights=False):
     config = finetune.resolve_config(config, protocol_given=False)
-    state = trainer.create_train_state(config, jax.random.key(0), 16)
+    state = (_state_of_random_weights(config) if random_weights
+             else trainer.create_train_state(config, jax.random.key(0), 16))
     said = []
     started = finetune.init_state(state, config, announce=said.append)
     return state, started, said
@@ -236,7 +248,8 @@ def test_boundary_weights_without_the_boundary_compute_the_same_landmarks():
 
 def test_run_without_boundary_starts_from_a_boundary_checkpoint(converted, data_dir):
     path, variables = converted
-    _, started, said = _fresh_and_started(_config(data_dir, path, **{"model.boundary": False}))
+    _, started, said = _fresh_and_started(_config(data_dir, path, **{"model.boundary": False}),
+                                          random_weights=True)
     expected = finetune.map_channels(
         _expected_300w(variables), None, num_source=68, boundary=True, keep_boundary=False)
     _assert_trees_equal(started.params, expected["params"])
@@ -246,7 +259,7 @@ def test_run_without_boundary_starts_from_a_boundary_checkpoint(converted, data_
 def test_weights_that_do_not_fit_are_refused(converted, data_dir):
     path, _ = converted
     config = _config(data_dir, path, **{"model.features": 32})
-    state = trainer.create_train_state(config, jax.random.key(0), 16)
+    state = _state_of_random_weights(config)
     with pytest.raises(finetune.InitError, match="do not fit"):
         finetune.init_state(state, config)
 
