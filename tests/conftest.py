@@ -9,7 +9,10 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), "awing-jax-test-xla-cache"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+# Every program, however small: the operations that tests run outside jit compile one by one, and
+# the workers and the processes the tests start compile many of the same ones (a cold suite
+# compiles about 40 s less with 0 than with 0.5; BENCHMARKS.md, "Test suite").
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 # The longest tests (whole training runs in subprocesses, many compilations) go first, so that
 # the two xdist workers do not end with one of them alone on a long test.
