@@ -181,9 +181,10 @@ def test_training_steps_lower_the_loss(name):
 
 # The end-to-end run trains both families, each run with its own loss: every regression run (a
 # tiny CNN-6 compiles in seconds) and the heatmap family's AWing + weight map. The three other
-# heatmap runs differ from it only in their config (test_compare_losses_configs, below), and each
-# of their losses trains through the same objective (tests/test_visibility.py); a tiny FAN's
-# training step takes about 11 s to compile, so they are left out here.
+# heatmap runs differ from it only in their config (test_compare_losses_configs, below), and the
+# value and gradient of each of their losses through the training step's objective are tested in
+# tests/test_visibility.py; a tiny FAN's training step takes about 11 s to compile, so they are
+# left out here.
 END_TO_END_RUNS = ("heatmap-awing+weight_map", "regression-l2", "regression-l1",
                    "regression-smooth_l1", "regression-wing", "regression-wing+pdb")
 
