@@ -12,7 +12,6 @@ Heatmaps are NHWC: ``heatmap[b, y, x, l]``. Explained in docs/heatmaps.md and do
 
 from __future__ import annotations
 
-import collections
 import functools
 
 import jax
@@ -101,50 +100,96 @@ def render_heatmaps(landmarks, visible, *, heatmap_size: int, stride: int = 4,
     return jnp.where(visible[:, None, None, :], heat, 0.0)
 
 
-def _spline_slopes(points, knots):
-    """Derivatives dP/dt at the knots of the interpolating curve through ``points``.
+def _spline_slopes(points, h, sizes: tuple[int, ...]):
+    """Derivatives dP/dt at the knots of the interpolating curves of a padded batch of groups.
 
-    The curve has degree min(n - 1, 3): the parabola through 3 points, the not-a-knot cubic
-    spline through 4 or more (the cubic through 4), the same curve as
-    ``scipy.interpolate.CubicSpline(bc_type="not-a-knot")`` or ``splprep(k=min(n - 1, 3), s=0)``.
+    Group ``g`` is the first ``sizes[g]`` points of ``points[..., g, :, :]``; its curve has degree
+    min(n - 1, 3): the parabola through 3 points, the not-a-knot cubic spline through 4 or more
+    (the cubic through 4), the same curve as ``scipy.interpolate.CubicSpline(bc_type="not-a-knot")``
+    or ``splprep(k=min(n - 1, 3), s=0)``. The slopes solve one tridiagonal system per group (the
+    not-a-knot end rows reduced to two unknowns), all groups in one call; the rows past a group's
+    last point are the identity, so its padding has slope 0 and does not touch its curve.
 
     Args:
-      points: (..., n, 2) with n >= 3.
-      knots: (..., n) strictly increasing parameter values.
+      points: (..., G, N, 2), N = max(sizes); rows past a group's size are ignored.
+      h: (..., G, N - 1) positive parameter steps between consecutive points (any positive value
+        past a group's last interval).
+      sizes: G static point counts, each 3 <= n <= N.
 
     Returns:
-      (..., n, 2).
+      (..., G, N, 2).
     """
-    n = points.shape[-2]
-    h = jnp.diff(knots, axis=-1)[..., None]  # (..., n-1, 1)
-    delta = jnp.diff(points, axis=-2) / h  # (..., n-1, 2)
-    if n == 3:
-        curvature = 2.0 * (delta[..., 1, :] - delta[..., 0, :]) / (h[..., 0, :] + h[..., 1, :])
-        return jnp.stack([delta[..., 0, :] - 0.5 * curvature * h[..., 0, :],
-                          delta[..., 0, :] + 0.5 * curvature * h[..., 0, :],
-                          delta[..., 1, :] + 0.5 * curvature * h[..., 1, :]], axis=-2)
-    h = h[..., 0]
-    inner = np.arange(1, n - 1)
-    first, last = np.array([0, 1, 2]), np.array([n - 3, n - 2, n - 1])
-    rows = np.concatenate([np.zeros(3, int), inner, inner, inner, np.full(3, n - 1)])
-    cols = np.concatenate([first, inner - 1, inner, inner + 1, last])
+    num = points.shape[-2]
+    n = np.asarray(sizes)[:, None]  # (G, 1)
+    i = np.arange(num)[None, :]  # (1, N)
+    pad = i >= n
+    first, last, cubic = i == 0, i == n - 1, n >= 4
+    delta = jnp.diff(points, axis=-2) / h[..., None]  # (..., G, N-1, 2)
+    one, zero = jnp.ones_like(h[..., :1]), jnp.zeros_like(delta[..., :1, :])
+    # Row i sees the steps and secant slopes on its left (l) and right (r); hl2 / dl2 the ones
+    # two intervals to its left, hr2 / dr2 two to its right (dummies at the ends, never selected).
+    hl, hr = jnp.concatenate([one, h], -1), jnp.concatenate([h, one], -1)
+    hl2 = jnp.concatenate([one, one, h[..., :-1]], -1)
+    hr2 = jnp.concatenate([h[..., 1:], one, one], -1)
+    dl, dr = jnp.concatenate([zero, delta], -2), jnp.concatenate([delta, zero], -2)
+    dl2 = jnp.concatenate([zero, zero, delta[..., :-1, :]], -2)
+    dr2 = jnp.concatenate([delta[..., 1:, :], zero, zero], -2)
+    # Continuous second derivative at an interior knot.
+    lower, diag, upper = hr, 2.0 * (hl + hr), hl
+    rhs = 3.0 * (hr[..., None] * dl + hl[..., None] * dr)
+    # Not-a-knot at the second knot (first row) and at the last but one (last row): the third
+    # derivative's jump, with the neighbouring interior row subtracted to leave two unknowns.
+    sum_r, sum_l = hr + hr2, hl + hl2
+    first_rhs = (dr * (hr2 * (2.0 * hr2 + 3.0 * hr))[..., None]
+                 + dr2 * (hr**2)[..., None]) / sum_r[..., None]
+    last_rhs = (dl * (hl2 * (2.0 * hl2 + 3.0 * hl))[..., None]
+                + dl2 * (hl**2)[..., None]) / sum_l[..., None]
+    # The parabola: its mean slope over an interval is the secant slope.
+    lower = jnp.where(first, 0.0, jnp.where(last, jnp.where(cubic, sum_l, 1.0), lower))
+    diag = jnp.where(first, jnp.where(cubic, hr2, 1.0),
+                     jnp.where(last, jnp.where(cubic, hl2, 1.0), diag))
+    upper = jnp.where(first, jnp.where(cubic, sum_r, 1.0), jnp.where(last, 0.0, upper))
+    rhs = jnp.where(first[..., None], jnp.where(cubic[..., None], first_rhs, 2.0 * dr),
+                    jnp.where(last[..., None], jnp.where(cubic[..., None], last_rhs, 2.0 * dl),
+                              rhs))
+    lower, diag, upper = (jnp.where(pad, 0.0, lower), jnp.where(pad, 1.0, diag),
+                          jnp.where(pad, 0.0, upper))
+    rhs = jnp.where(pad[..., None], 0.0, rhs)
+    return jax.lax.linalg.tridiagonal_solve(lower, diag, upper, rhs)
 
-    def not_a_knot(i):
-        # Equal third derivative 6(m_j + m_{j+1} - 2 delta_j)/h_j^2 on both sides of t_{i+1}.
-        a, b = h[..., i] ** 2, h[..., i + 1] ** 2
-        values = jnp.stack([b, b - a, -a], axis=-1)
-        rhs = 2.0 * (delta[..., i, :] * b[..., None] - delta[..., i + 1, :] * a[..., None])
-        return values, rhs[..., None, :]
 
-    start_values, start_rhs = not_a_knot(0)
-    end_values, end_rhs = not_a_knot(n - 3)
-    # Continuous second derivative at the interior knots.
-    values = jnp.concatenate([start_values, h[..., 1:], 2.0 * (h[..., :-1] + h[..., 1:]),
-                              h[..., :-1], end_values], axis=-1)
-    inner_rhs = 3.0 * (h[..., 1:, None] * delta[..., :-1, :]
-                       + h[..., :-1, None] * delta[..., 1:, :])
-    matrix = jnp.zeros((*h.shape[:-1], n, n), h.dtype).at[..., rows, cols].set(values)
-    return jnp.linalg.solve(matrix, jnp.concatenate([start_rhs, inner_rhs, end_rhs], axis=-2))
+def _sample_curves(points, sizes: tuple[int, ...], samples_per_interval: int):
+    """The interpolating curves of a padded batch of groups, sampled into polylines.
+
+    Args:
+      points: (..., G, N, 2), N = max(sizes); group ``g`` is its first ``sizes[g]`` points, and
+        every row after them repeats its last point.
+      sizes: G static point counts, each >= 3.
+      samples_per_interval: polyline vertices per interval between consecutive points.
+
+    Returns:
+      (..., G, (N - 1) * samples_per_interval + 1, 2): group ``g``'s polyline is its first
+      ``(sizes[g] - 1) * samples_per_interval + 1`` vertices (the next one, if any, repeats its
+      last point).
+    """
+    n = np.asarray(sizes)[:, None]  # (G, 1)
+    real = np.arange(points.shape[-2] - 1)[None, :] < n - 1  # (G, N-1) intervals of the curve
+    chord = jnp.where(real, jnp.linalg.norm(jnp.diff(points, axis=-2), axis=-1), 0.0)
+    total = jnp.sum(chord, axis=-1, keepdims=True)
+    chord = jnp.where(real, jnp.maximum(chord, _MIN_CHORD_SHARE * total / (n - 1) + 1e-6), 0.0)
+    h = chord / jnp.sum(chord, axis=-1, keepdims=True)  # unit length: a well-scaled system
+    h = jnp.where(real, h, 1.0)  # any positive step past the last point
+    slopes = _spline_slopes(points, h, sizes)
+    # Cubic Hermite form on each interval, exact for the spline and for the parabola.
+    s = (np.arange(samples_per_interval, dtype=np.float32) / samples_per_interval)[:, None]
+    h00, h10 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s  # (K, 1)
+    h01, h11 = -2 * s**3 + 3 * s**2, s**3 - s**2
+    step = h[..., :, None, None]  # (..., G, N-1, 1, 1)
+    start, end = points[..., :-1, None, :], points[..., 1:, None, :]
+    m0, m1 = slopes[..., :-1, None, :], slopes[..., 1:, None, :]
+    samples = h00 * start + h10 * step * m0 + h01 * end + h11 * step * m1  # (..., G, N-1, K, 2)
+    samples = samples.reshape(*samples.shape[:-3], -1, 2)
+    return jnp.concatenate([samples, points[..., -1:, :]], axis=-2)
 
 
 @functools.partial(jax.jit, static_argnames=("samples_per_interval",))
@@ -169,39 +214,33 @@ def interpolating_curve(points, samples_per_interval: int = SAMPLES_PER_INTERVAL
         return jnp.concatenate([points, points], axis=-2)
     if n == 2:
         return points
-    chord = jnp.linalg.norm(jnp.diff(points, axis=-2), axis=-1)  # (..., n-1)
-    total = jnp.sum(chord, axis=-1, keepdims=True)
-    chord = jnp.maximum(chord, _MIN_CHORD_SHARE * total / (n - 1) + 1e-6)
-    h = chord / jnp.sum(chord, axis=-1, keepdims=True)  # unit length: a well-scaled system
-    knots = jnp.concatenate([jnp.zeros_like(h[..., :1]), jnp.cumsum(h, axis=-1)], axis=-1)
-    slopes = _spline_slopes(points, knots)
-    # Cubic Hermite form on each interval, exact for the spline and for the parabola.
-    s = (np.arange(samples_per_interval, dtype=np.float32) / samples_per_interval)[:, None]
-    h00, h10 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s  # (K, 1)
-    h01, h11 = -2 * s**3 + 3 * s**2, s**3 - s**2
-    step = h[..., :, None, None]  # (..., n-1, 1, 1)
-    start, end = points[..., :-1, None, :], points[..., 1:, None, :]
-    m0, m1 = slopes[..., :-1, None, :], slopes[..., 1:, None, :]
-    samples = h00 * start + h10 * step * m0 + h01 * end + h11 * step * m1  # (..., n-1, K, 2)
-    samples = samples.reshape(*samples.shape[:-3], -1, 2)
-    return jnp.concatenate([samples, points[..., -1:, :]], axis=-2)
+    return _sample_curves(points[..., None, :, :], (n,), samples_per_interval)[..., 0, :, :]
 
 
 def _boundary_segments(landmarks, groups: tuple[tuple[int, ...], ...], samples_per_interval: int):
     """Every curve of ``groups`` sampled into one tensor of line segments (no padding).
 
-    Groups with the same number of landmarks are interpolated together; the group list is static,
-    so the loop runs at trace time only. Returns (starts, ends), each (B, S, 2).
+    The curves of 3 or more points are interpolated together, padded to the longest one; the
+    group list is static, so the padding is dropped by a fixed gather. A group of 1 or 2 points
+    is its segment. Returns (starts, ends), each (B, S, 2).
     """
-    by_size = collections.defaultdict(list)
-    for group in groups:
-        by_size[len(group)].append(group)
+    batch = landmarks.shape[0]
+    curves = [g for g in groups if len(g) >= 3]
+    short = [g for g in groups if len(g) <= 2]
     starts, ends = [], []
-    for same_size in by_size.values():
-        polyline = interpolating_curve(landmarks[:, np.array(same_size), :], samples_per_interval)
-        batch = polyline.shape[0]
-        starts.append(polyline[:, :, :-1, :].reshape(batch, -1, 2))
-        ends.append(polyline[:, :, 1:, :].reshape(batch, -1, 2))
+    if curves:
+        sizes = tuple(len(g) for g in curves)
+        longest = max(sizes)
+        index = np.array([[g[min(i, len(g) - 1)] for i in range(longest)] for g in curves])
+        vertices = _sample_curves(landmarks[:, index, :], sizes, samples_per_interval)
+        per_group = vertices.shape[-2] - 1  # segments of a group, padding included
+        keep = np.concatenate([g * per_group + np.arange((n - 1) * samples_per_interval)
+                               for g, n in enumerate(sizes)])
+        starts.append(vertices[:, :, :-1, :].reshape(batch, -1, 2)[:, keep])
+        ends.append(vertices[:, :, 1:, :].reshape(batch, -1, 2)[:, keep])
+    if short:
+        starts.append(landmarks[:, np.array([g[0] for g in short]), :])
+        ends.append(landmarks[:, np.array([g[-1] for g in short]), :])
     return jnp.concatenate(starts, axis=1), jnp.concatenate(ends, axis=1)
 
 
