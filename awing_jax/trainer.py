@@ -85,18 +85,40 @@ def learning_rate_schedule(config, num_train_examples: int) -> optax.Schedule:
         oc.learning_rate, {int(e) * per_epoch: oc.decay_factor for e in oc.decay_epochs})
 
 
-def create_optimizer(config, num_train_examples: int) -> optax.GradientTransformation:
+def learning_rate_at(config, num_train_examples: int, step: int) -> np.float32:
+    """:func:`learning_rate_schedule` at ``step`` (the update from ``step`` to ``step + 1``),
+    computed on the host in float32 by the schedule's own arithmetic: the learning rate, times
+    ``decay_factor`` once for every boundary that ``step`` has reached, each product rounded to
+    float32 (tests/test_train.py compares the two bit for bit).
+
+    The training loop passes it to the step as an argument, so that the compiled step does not
+    depend on the learning rate, the decay epochs or the size of the data set: runs that differ
+    only in those share one compiled step (the persistent XLA cache)."""
+    oc = config.optimizer
+    per_epoch = steps_per_epoch(config, num_train_examples)
+    rate = np.float32(oc.learning_rate)
+    for boundary in sorted(int(e) * per_epoch for e in oc.decay_epochs):
+        if step >= boundary:
+            rate = np.float32(np.float32(oc.decay_factor) * rate)
+    return rate
+
+
+def optimizer(config, learning_rate) -> optax.GradientTransformation:
     """The paper's RMSProp as in PyTorch (its framework): alpha 0.99, eps outside the sqrt,
-    coupled L2 weight decay added to the gradient, step decay of the learning rate.
+    coupled L2 weight decay added to the gradient; ``learning_rate`` is a schedule (a function of
+    the update count), a number or a traced scalar.
 
     ``optimizer.name = "sgd"`` (with ``momentum``) is there for ablations, and for exact
     equivalence checks: RMSProp's first steps are about ``10 * lr * sign(g)``, which turns float
     noise in exactly-zero gradients (conv biases feeding train-mode BatchNorm) into full steps.
     ``"adam"`` (PyTorch defaults, the same coupled weight decay) trains the coordinate
     regressors.
+
+    A number or a traced scalar enters as a constant schedule, so the optimiser's state has the
+    same layout whatever ``learning_rate`` is (an update count, then the method's statistics).
     """
     oc = config.optimizer
-    schedule = learning_rate_schedule(config, num_train_examples)
+    schedule = learning_rate if callable(learning_rate) else (lambda count: learning_rate)
     if oc.name == "rmsprop":
         update = optax.rmsprop(schedule, decay=0.99, eps=1e-8, eps_in_sqrt=False,
                                momentum=oc.momentum or None)
@@ -109,6 +131,12 @@ def create_optimizer(config, num_train_examples: int) -> optax.GradientTransform
     # Flattened: one fused update over a single vector instead of one kernel per parameter,
     # which cuts XLA compile time several-fold on CPU and costs one copy per step.
     return optax.flatten(optax.chain(optax.add_decayed_weights(oc.weight_decay), update))
+
+
+def create_optimizer(config, num_train_examples: int) -> optax.GradientTransformation:
+    """:func:`optimizer` with the step decay of :func:`learning_rate_schedule`: what a
+    :class:`TrainState`'s ``tx`` initialises its state with."""
+    return optimizer(config, learning_rate_schedule(config, num_train_examples))
 
 
 # XLA options for compiling a model's initialiser. Its program is almost all threefry hashing
@@ -235,12 +263,14 @@ def coordinate_loss_kwargs(config) -> dict:
     return {}
 
 
-def train_step(state: TrainState, batch, *, config, scheme):
+def train_step(state: TrainState, batch, learning_rate, *, config, scheme):
     """One optimisation step on this device's share of the global batch (run under pmap).
 
-    Gradients and the loss are averaged over the ``batch`` axis (BatchNorm statistics are synced
-    by the model's ``bn_axis_name``). ``metrics["finite"]`` is 0 when the loss or the gradient is
-    NaN/Inf; the host checks it before every checkpoint, so a diverged state is never saved.
+    ``learning_rate`` is this update's rate (:func:`learning_rate_at`), an argument rather than a
+    constant of the program. Gradients and the loss are averaged over the ``batch`` axis
+    (BatchNorm statistics are synced by the model's ``bn_axis_name``). ``metrics["finite"]`` is 0
+    when the loss or the gradient is NaN/Inf; the host checks it before every checkpoint, so a
+    diverged state is never saved.
     """
     grad_fn = jax.value_and_grad(compute_loss, has_aux=True)
     (loss, (outputs, batch_stats)), grads = grad_fn(
@@ -248,7 +278,11 @@ def train_step(state: TrainState, batch, *, config, scheme):
         scheme=scheme)
     grads = jax.lax.pmean(grads, AXIS)
     loss = jax.lax.pmean(loss, AXIS)
-    new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    updates, opt_state = optimizer(config, learning_rate).update(grads, state.opt_state,
+                                                                 state.params)
+    new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params,
+                                                                              updates),
+                              opt_state=opt_state, batch_stats=batch_stats)
     grad_norm = optax.tree.norm(grads)
     # The model of state.apply_fn (the same config builds the same module), for its decoder.
     pred = inference.landmarks_from_outputs(create_model(config), outputs, decoder=config.decoder)
@@ -260,9 +294,12 @@ def train_step(state: TrainState, batch, *, config, scheme):
 
 
 def make_p_train_step(config):
+    """:func:`train_step` under ``pmap`` over the local devices: ``step(state, batch,
+    learning_rate)`` with ``state`` and ``batch`` replicated / sharded over the devices
+    (:func:`replicate`), the learning rate one float32 for all of them. The state is donated."""
     scheme = get_scheme(config.scheme)
     step = functools.partial(train_step, config=config, scheme=scheme)
-    return jax.pmap(step, axis_name=AXIS, donate_argnums=(0,))
+    return jax.pmap(step, axis_name=AXIS, in_axes=(0, 0, None), donate_argnums=(0,))
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -353,13 +390,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     # Training loop. Metrics stay on device until a log step, so dispatch runs ahead of compute
     # (and host->device copies overlap the previous step). No device-side prefetch: the iterator
     # must not run ahead of the step, or its checkpointed state would skip batches on resume.
-    schedule = learning_rate_schedule(config, num_train)
     pending: list = []
     summary: dict = {}
     t0 = time.time()
     for step in range(start_step + 1, num_steps + 1):
         batch = next(iterator)
-        state, metrics = p_train_step(state, batch)
+        rate = learning_rate_at(config, num_train, step - 1)
+        state, metrics = p_train_step(state, batch, rate)
         pending.append(metrics)
         if progress is not None:
             progress.update(1)
@@ -379,7 +416,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                     "Lower the learning rate or check the data.")
             record = {k: float(np.mean([m[k] for m in logged]))
                       for k in ("loss", "train_nme", "grad_norm")}
-            record.update(step=step, learning_rate=float(schedule(step - 1)),
+            record.update(step=step, learning_rate=float(rate),
                           images_per_second=len(logged) * config.batch_size / (time.time() - t0))
             t0 = time.time()
             if is_main:

@@ -161,14 +161,16 @@ def programs(args) -> None:
                 replicated = trainer.replicate(state, one)
                 sharded = trainer.replicate(batch, one)
                 step = trainer.make_p_train_step(config)
+                rate = trainer.learning_rate_at(config, 1000, 0)
                 holder = {"state": replicated}  # the step donates its state: carry it on
 
-                def call(compiled, holder=holder, sharded=sharded):
-                    holder["state"], metrics = compiled(holder["state"], sharded)
+                def call(compiled, holder=holder, sharded=sharded, rate=rate):
+                    holder["state"], metrics = compiled(holder["state"], sharded, rate)
                     return metrics
 
                 timing = _timed(
-                    lambda step=step, s=replicated, b=sharded: step.lower(s, b).compile(),
+                    lambda step=step, s=replicated, b=sharded, r=rate:
+                    step.lower(s, b, r).compile(),
                     call, args.reps)
             rows[lowering] = timing
         base_compile, base_call = rows["matmul"]

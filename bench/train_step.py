@@ -69,17 +69,18 @@ def prepare_jax(args) -> _speed.Runner:
     one = jax.local_devices()[:1]  # the benchmark times one device, whatever else is visible
     state = trainer.replicate(state, one)
     batch = trainer.replicate(synthetic_batch(args), one)
+    rate = trainer.learning_rate_at(config, 1000, 0)
     start = time.perf_counter()
-    compiled = trainer.make_p_train_step(config).lower(state, batch).compile()
+    compiled = trainer.make_p_train_step(config).lower(state, batch, rate).compile()
     compile_seconds = time.perf_counter() - start
     holder = {"state": state}
 
     def step():
-        holder["state"], metrics = compiled(holder["state"], batch)
+        holder["state"], metrics = compiled(holder["state"], batch, rate)
         jax.block_until_ready(metrics)
 
     flops = _speed.network_flops(lambda lowering: trainer.make_p_train_step(
-        with_lowering(config, lowering)).lower(state, batch))
+        with_lowering(config, lowering)).lower(state, batch, rate))
     return _speed.Runner("jax", step, compile_seconds, flops)
 
 

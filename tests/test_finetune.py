@@ -121,12 +121,20 @@ def test_initial_state_is_the_mapped_checkpoint(converted, data_dir):
                         variables["params"]["heatmap_conv_0"]["bias"][98:]]))
 
 
-def test_finetune_run_starts_from_the_converted_params(converted, data_dir, tmp_path):
+def test_finetune_run_starts_from_the_converted_params(data_dir, tmp_path):
     """A run with learning rate 0 keeps its starting parameters: the saved checkpoint holds
-    exactly the mapped converted ones, and the converted model's crop protocol."""
-    path, variables = converted
+    exactly the mapped converted ones, and the converted model's crop protocol.
+
+    The run is configs/tiny.py's (one stack) at learning rate 0, which is an argument of the
+    compiled step: it trains with the step the other tiny-FAN tests compile. Mapping a second
+    stack's heads is checked in test_initial_state_is_the_mapped_checkpoint."""
+    path = str(tmp_path / "converted")
+    variables = _random_variables(98, num_stacks=1)
+    convert.write_checkpoint(
+        variables, convert.conversion_config(num_landmarks=98, input_size=SIZE,
+                                             **{**LAYOUT, "num_stacks": 1}), path)
     config = _config(data_dir, path, **{
-        "optimizer.name": "sgd", "optimizer.learning_rate": 0.0, "optimizer.weight_decay": 0.0,
+        "model.num_stacks": 1, "optimizer.learning_rate": 0.0,
         "num_train_steps": 2, "eval_every_steps": 2, "checkpoint_every_steps": 2})
     config = finetune.resolve_config(config, protocol_given=False)
     workdir = str(tmp_path / "ft")

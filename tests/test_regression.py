@@ -168,7 +168,8 @@ def test_training_steps_lower_the_loss(name):
     devices = jax.local_devices()[:1]
     state = trainer.replicate(trainer.create_train_state(config, jax.random.key(0), 1000),
                               devices)
-    step = jax.pmap(lambda st, b: trainer.train_step(st, b, config=config,
+    rate = trainer.learning_rate_at(config, 1000, 0)
+    step = jax.pmap(lambda st, b: trainer.train_step(st, b, rate, config=config,
                                                      scheme=trainer.get_scheme(config.scheme)),
                     axis_name=trainer.AXIS, devices=devices)
     history = []

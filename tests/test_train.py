@@ -75,8 +75,8 @@ def run_step(config, batch, num_devices, state=None):
     devices = jax.local_devices()[:num_devices]
     sharded = jax.tree.map(lambda x: x.reshape(num_devices, -1, *x.shape[1:]), batch)
     step = jax.pmap(
-        lambda s, b: trainer.train_step(s, b, config=config,
-                                        scheme=trainer.get_scheme(config.scheme)),
+        lambda s, b: trainer.train_step(s, b, trainer.learning_rate_at(config, 1000, 0),
+                                        config=config, scheme=trainer.get_scheme(config.scheme)),
         axis_name=trainer.AXIS, devices=devices)
     new_state, metrics = step(trainer.replicate(state, devices), sharded)
     return trainer.unreplicate(new_state), jax.device_get(metrics)
@@ -173,6 +173,59 @@ def test_initialiser_options_change_its_compile_time_only(name):
     for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(default), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert np.std(flat(fast["params"])) > 0, "random, not constant, parameters were compared"
+
+
+@pytest.mark.parametrize(("rate", "factor", "epochs", "examples"),
+                         [(1e-4, 0.1, (80, 160), 48), (3e-4, 0.3, (1, 2, 5), 40),
+                          (2.5e-3, 0.7, (), 7)])
+def test_learning_rate_at_is_the_schedule_bit_for_bit(rate, factor, epochs, examples):
+    """The host's learning rate for each update is the optax schedule's value in the compiled
+    program, to the bit, before, at and after every decay boundary."""
+    config = loop_config("", **{"optimizer.learning_rate": rate, "optimizer.decay_factor": factor,
+                                "optimizer.decay_epochs": epochs})
+    per_epoch = trainer.steps_per_epoch(config, examples)
+    schedule = jax.jit(trainer.learning_rate_schedule(config, examples))
+    boundaries = [e * per_epoch for e in epochs]
+    steps = sorted({0, 1, *(b + d for b in boundaries for d in (-1, 0, 1)), 3 * per_epoch + 2})
+    decayed = set()
+    for step in steps:
+        host = trainer.learning_rate_at(config, examples, step)
+        graph = np.asarray(schedule(np.int32(step)))
+        assert host.dtype == np.float32 and host.tobytes() == graph.tobytes(), (step, host, graph)
+        decayed.add(sum(step >= b for b in boundaries))
+    assert decayed == set(range(len(epochs) + 1)), "every stage of the schedule was compared"
+
+
+def _lowered_step(config, num_train_examples):
+    """The text of the pmap'ed training step lowered for one device (abstract arguments)."""
+    from awing_jax.models import create_model
+
+    model = create_model(config)
+    size = config.input_size
+
+    def state():
+        variables = model.init(jax.random.key(0), jax.numpy.zeros((1, size, size, 3)),
+                               train=False)
+        return trainer.TrainState.create(
+            apply_fn=model.apply, params=variables["params"],
+            batch_stats=variables.get("batch_stats"),
+            tx=trainer.create_optimizer(config, num_train_examples))
+
+    one = lambda x: jax.ShapeDtypeStruct((1, *x.shape), x.dtype)  # noqa: E731
+    batch = fake_batch(config, np.random.default_rng(0), config.batch_size)
+    rate = trainer.learning_rate_at(config, num_train_examples, 0)
+    return trainer.make_p_train_step(config).lower(
+        jax.tree.map(one, jax.eval_shape(state)), jax.tree.map(one, batch), rate).as_text()
+
+
+def test_runs_that_differ_in_learning_rate_share_one_compiled_step():
+    """The learning rate, its decay and the data set's size are arguments of the compiled step,
+    not constants: such runs lower to one program, which the persistent cache compiles once.
+    The optimiser is part of the program (the check can fail)."""
+    plain = _lowered_step(loop_config(""), 48)
+    assert _lowered_step(loop_config("", **{"optimizer.learning_rate": 0.25,
+                                            "optimizer.decay_epochs": (1, 3)}), 1000) == plain
+    assert _lowered_step(loop_config("", **{"optimizer.weight_decay": 0.5}), 48) != plain
 
 
 def read_params(workdir, step="latest"):
