@@ -5,7 +5,14 @@ persistent XLA compilation cache shared by the tests and the training processes 
 import os
 import tempfile
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# XLA's CPU backend at LLVM optimisation level 1, without LLVM's expensive passes: a cold suite
+# compiles about 17 % less (BENCHMARKS.md, "Test suite"), and the results are the default level's
+# bit for bit on every program compared (the training steps, the forward passes, the Winograd
+# lowering, the initialisers: bench/compile_options.py). The tests that start a command as a
+# user would (the benchmarks, the installed package) run it at XLA's defaults, and
+# test_initialiser_options_change_its_compile_time_only compiles at them explicitly.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=1 --xla_llvm_disable_expensive_passes=true"
+os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count=8 {TEST_XLA_FLAGS}")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), "awing-jax-test-xla-cache"))

@@ -1,0 +1,143 @@
+"""Compile time at XLA's default CPU options against the test suite's, and whether results agree.
+
+    python -m bench.compile_options [--programs step,cnn6,infer,winograd,init,targets] [--reps 3]
+
+tests/conftest.py compiles every test program with ``--xla_backend_optimization_level=1
+--xla_llvm_disable_expensive_passes=true``. This script compiles the kinds of program the suite
+compiles, each ``--reps`` times at XLA's defaults (level 3, expensive passes on) and ``--reps``
+times at the suite's options, alternately, in this process (no compilation cache), runs each
+compiled program on the same inputs, and prints the median compile times, their ratio and whether
+every output is bit-identical. The programs, at the test sizes:
+
+- ``step``: configs/tiny.py's training step (the FAN, targets, AWing loss, RMSProp), two steps;
+- ``cnn6``: configs/tiny_cnn6.py's training step (the coordinate regressor, Adam), two steps;
+- ``infer``: inference of a 2-stack, 2-level FAN (heatmaps and decoded landmarks);
+- ``winograd``: value and gradient of a FAN built with the Winograd convolution lowering;
+- ``init``: the tiny FAN's initialiser;
+- ``targets``: the training targets of WFLW's 98 points and boundary curves on 64 x 64 maps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from awing_jax import inference, trainer
+from awing_jax.models import create_model
+from awing_jax.targets import render_targets
+from configs import tiny, tiny_cnn6
+
+XLA_DEFAULTS = {"xla_backend_optimization_level": 3, "xla_llvm_disable_expensive_passes": False}
+SUITE = {"xla_backend_optimization_level": 1, "xla_llvm_disable_expensive_passes": True}
+
+
+def _batch(config, rng, num_landmarks=68):
+    s = config.input_size
+    return {"image": rng.integers(0, 256, (1, config.batch_size, s, s, 3), dtype=np.uint8),
+            "landmarks": rng.uniform(0.2 * s, 0.8 * s, (1, config.batch_size, num_landmarks, 2))
+            .astype(np.float32),
+            "visible": np.ones((1, config.batch_size, num_landmarks), bool)}
+
+
+def _train_step(config):
+    """(lowered, run): the pmap'ed step on one device, run for two steps from one state."""
+    state = trainer.create_train_state(config, jax.random.key(0), 1000)
+    one = jax.local_devices()[:1]
+    batch = _batch(config, np.random.default_rng(0))
+    rate = trainer.learning_rate_at(config, 1000, 0)
+    lowered = trainer.make_p_train_step(config).lower(trainer.replicate(state, one), batch, rate)
+
+    def run(compiled):
+        current, outputs = trainer.replicate(state, one), []
+        for _ in range(2):
+            current, metrics = compiled(current, batch, rate)
+            outputs.append(metrics)
+        return [trainer.unreplicate(current.params), outputs]
+
+    return lowered, run
+
+
+def _fan_inputs(num_stacks, depth, lowering="xla"):
+    config = tiny.get_config()
+    config.model.num_stacks, config.model.depth = num_stacks, depth
+    model = create_model(config, bn_axis_name=None, conv_lowering=lowering)
+    variables = trainer.init_variables(model, config.input_size, jax.random.key(1))
+    crops = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    return config, model, variables, crops
+
+
+def program(name):
+    """(lowered, run) of one program kind: ``run(compiled)`` returns its outputs."""
+    if name == "step":
+        return _train_step(tiny.get_config())
+    if name == "cnn6":
+        return _train_step(tiny_cnn6.get_config())
+    if name == "infer":
+        config, model, variables, crops = _fan_inputs(2, 2)
+        fn = jax.jit(lambda v, x: inference.infer(model, v, x, decoder=config.decoder))
+        return fn.lower(variables, crops), lambda c: c(variables, crops)
+    if name == "winograd":
+        _, model, variables, crops = _fan_inputs(1, 1, lowering="winograd")
+        x = crops.astype(np.float32) / 255.0
+
+        def loss(params):
+            outputs, _ = model.apply({**variables, "params": params}, x, train=True,
+                                     mutable=["batch_stats"])
+            return sum(jnp.mean(o**2) for o in outputs)
+
+        fn = jax.jit(jax.value_and_grad(loss))
+        return fn.lower(variables["params"]), lambda c: c(variables["params"])
+    if name == "init":
+        config = tiny.get_config()
+        key = jax.random.key(0)
+        return (trainer.initialiser(create_model(config), config.input_size).lower(key),
+                lambda c: c(key))
+    if name == "targets":
+        rng = np.random.default_rng(2)
+        points = rng.uniform(-10, 266, (8, 98, 2)).astype(np.float32)
+        visible = rng.uniform(size=(8, 98)) > 0.1
+        fn = jax.jit(lambda p, v: render_targets(p, v, "wflw", heatmap_size=64))
+        return fn.lower(points, visible), lambda c: c(points, visible)
+    raise ValueError(f"unknown program {name!r}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--programs", default="step,cnn6,infer,winograd,init,targets")
+    p.add_argument("--reps", type=int, default=3)
+    args = p.parse_args()
+    print(f"{platform.processor() or platform.machine()}, jax {jax.__version__}; "
+          f"default {XLA_DEFAULTS}; suite {SUITE}")
+    print(f"{'program':9s} {'default s':>10s} {'suite s':>8s} {'ratio':>6s}  identical")
+    totals = {"default": 0.0, "suite": 0.0}
+    for name in args.programs.split(","):
+        lowered, run = program(name)
+        times = {"default": [], "suite": []}
+        outputs = {}
+        for _ in range(args.reps):
+            for label, options in (("default", XLA_DEFAULTS), ("suite", SUITE)):
+                jax.clear_caches()  # JAX keeps compiled programs in memory: compile afresh
+                start = time.perf_counter()
+                compiled = lowered.compile(compiler_options=dict(options))
+                times[label].append(time.perf_counter() - start)
+                outputs[label] = [np.asarray(x) for x in jax.tree.leaves(
+                    jax.device_get(run(compiled)))]
+        same = all(np.array_equal(a, b, equal_nan=True) for a, b in zip(
+            outputs["default"], outputs["suite"], strict=True))
+        default, suite = (statistics.median(times[k]) for k in ("default", "suite"))
+        totals["default"] += default
+        totals["suite"] += suite
+        print(f"{name:9s} {default:10.2f} {suite:8.2f} {default / suite:6.2f}  {same}",
+              flush=True)
+    print(f"{'total':9s} {totals['default']:10.2f} {totals['suite']:8.2f} "
+          f"{totals['default'] / totals['suite']:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
