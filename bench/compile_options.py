@@ -34,7 +34,13 @@ from awing_jax.targets import render_targets
 from configs import tiny, tiny_cnn6
 
 XLA_DEFAULTS = {"xla_backend_optimization_level": 3, "xla_llvm_disable_expensive_passes": False}
-SUITE = {"xla_backend_optimization_level": 1, "xla_llvm_disable_expensive_passes": True}
+# The settings compared: XLA's defaults, LLVM level 1 without the expensive passes, and what
+# JAX_DISABLE_MOST_OPTIMIZATIONS=1 sets (level 0 without them).
+SETTINGS = {
+    "default": XLA_DEFAULTS,
+    "level1": {"xla_backend_optimization_level": 1, "xla_llvm_disable_expensive_passes": True},
+    "level0": {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True},
+}
 
 
 def _batch(config, rng, num_landmarks=68):
@@ -112,31 +118,37 @@ def main() -> None:
     p.add_argument("--programs", default="step,cnn6,infer,winograd,init,targets")
     p.add_argument("--reps", type=int, default=3)
     args = p.parse_args()
-    print(f"{platform.processor() or platform.machine()}, jax {jax.__version__}; "
-          f"default {XLA_DEFAULTS}; suite {SUITE}")
-    print(f"{'program':9s} {'default s':>10s} {'suite s':>8s} {'ratio':>6s}  identical")
-    totals = {"default": 0.0, "suite": 0.0}
+    print(f"{platform.processor() or platform.machine()}, jax {jax.__version__}")
+    for label, options in SETTINGS.items():
+        print(f"  {label}: {options}")
+    others = [label for label in SETTINGS if label != "default"]
+    print(f"{'program':9s} " + " ".join(f"{label + ' s':>10s}" for label in SETTINGS) + "  "
+          + "  ".join(f"{'ratio ' + label:>12s} {'max |diff|':>10s}" for label in others))
+    totals = dict.fromkeys(SETTINGS, 0.0)
     for name in args.programs.split(","):
         lowered, run = program(name)
-        times = {"default": [], "suite": []}
+        times = {label: [] for label in SETTINGS}
         outputs = {}
         for _ in range(args.reps):
-            for label, options in (("default", XLA_DEFAULTS), ("suite", SUITE)):
+            for label, options in SETTINGS.items():
                 jax.clear_caches()  # JAX keeps compiled programs in memory: compile afresh
                 start = time.perf_counter()
                 compiled = lowered.compile(compiler_options=dict(options))
                 times[label].append(time.perf_counter() - start)
-                outputs[label] = [np.asarray(x) for x in jax.tree.leaves(
+                outputs[label] = [np.asarray(x, np.float64) for x in jax.tree.leaves(
                     jax.device_get(run(compiled)))]
-        same = all(np.array_equal(a, b, equal_nan=True) for a, b in zip(
-            outputs["default"], outputs["suite"], strict=True))
-        default, suite = (statistics.median(times[k]) for k in ("default", "suite"))
-        totals["default"] += default
-        totals["suite"] += suite
-        print(f"{name:9s} {default:10.2f} {suite:8.2f} {default / suite:6.2f}  {same}",
-              flush=True)
-    print(f"{'total':9s} {totals['default']:10.2f} {totals['suite']:8.2f} "
-          f"{totals['default'] / totals['suite']:6.2f}")
+        medians = {label: statistics.median(t) for label, t in times.items()}
+        cells = []
+        for label in others:
+            diff = max((float(np.max(np.abs(a - b))) for a, b in zip(
+                outputs["default"], outputs[label], strict=True) if a.size), default=0.0)
+            cells.append(f"{medians['default'] / medians[label]:12.2f} {diff:10.2g}")
+        for label in SETTINGS:
+            totals[label] += medians[label]
+        print(f"{name:9s} " + " ".join(f"{medians[label]:10.2f}" for label in SETTINGS) + "  "
+              + "  ".join(cells), flush=True)
+    print(f"{'total':9s} " + " ".join(f"{totals[label]:10.2f}" for label in SETTINGS) + "  "
+          + "  ".join(f"{totals['default'] / totals[label]:12.2f} {'':10s}" for label in others))
 
 
 if __name__ == "__main__":

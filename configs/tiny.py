@@ -21,11 +21,6 @@ def get_config():
     c.model.conv_lowering = "xla"
     c.batch_size = 8
     c.optimizer.learning_rate = 1e-3
-    # A constant learning rate. The step decay's boundaries are epochs times the steps of an
-    # epoch, which depends on the data set's size, and they are constants of the compiled
-    # training step: without them, the tests that train this model on different data sets share
-    # one compiled step (the XLA cache), instead of compiling their own.
-    c.optimizer.decay_epochs = ()
     c.num_train_steps = 4
     c.eval_every_steps = 4
     c.checkpoint_every_steps = 2
