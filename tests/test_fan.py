@@ -13,8 +13,10 @@ from awing_jax.models.fan import FAN, add_coords, coord_channels
 
 # XLA's own convolutions: they compile in about half the time of the CPU Winograd lowering that
 # "auto" picks, and the lowerings are tested against each other in tests/test_runtime.py.
-TINY = dict(num_landmarks=5, num_stacks=2, features=16, depth=2, conv_lowering="xla")
-SIZE = 32  # heatmaps 8 x 8, deepest hourglass level 4 x 4
+# One hourglass level: what these tests check (shapes, dtypes, CoordConv, BatchNorm) does not
+# depend on the depth, and each level adds three ConvBlocks to every program compiled here.
+TINY = dict(num_landmarks=5, num_stacks=2, features=16, depth=1, conv_lowering="xla")
+SIZE = 32  # heatmaps 8 x 8, hourglass level 4 x 4
 
 
 def _images(batch: int, seed: int = 0) -> jax.Array:
@@ -67,7 +69,7 @@ def test_parameter_count_matches_reference_layout(num_landmarks, num_stacks, exp
 
 
 def test_parameter_names_follow_documented_mapping():
-    model = FAN(**TINY)
+    model = FAN(**dict(TINY, depth=2))  # two levels: the recursion's names
     params = _variables(model, _images(1))["params"]
     per_stack = ["coord_conv", "hourglass", "head_block", "head_conv", "head_bn", "heatmap_conv"]
     expected = {"stem_conv", "stem_bn", "stem_block_0", "stem_block_1", "stem_block_2"}
