@@ -15,7 +15,7 @@ import tempfile
 # the installed package) run it at XLA's defaults. JAX_DISABLE_MOST_OPTIMIZATIONS (level 0)
 # compiles faster still but is not used: the PyTorch parity test of the converted 4-stack FAN
 # fails at level 0 (0.056 against its bound of 1e-4).
-TEST_XLA_FLAGS = "--xla_backend_optimization_level=1 --xla_llvm_disable_expensive_passes=true"
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count=8 {TEST_XLA_FLAGS}")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
