@@ -1,13 +1,14 @@
-"""Compile time at XLA's default CPU options against the test suite's, and whether results agree.
+"""Compile time at XLA's default CPU options against cheaper ones, and how far results move.
 
     python -m bench.compile_options [--programs step,cnn6,infer,winograd,init,targets] [--reps 3]
 
-tests/conftest.py compiles every test program with ``--xla_backend_optimization_level=1
---xla_llvm_disable_expensive_passes=true``. This script compiles the kinds of program the suite
-compiles, each ``--reps`` times at XLA's defaults (level 3, expensive passes on) and ``--reps``
-times at the suite's options, alternately, in this process (no compilation cache), runs each
-compiled program on the same inputs, and prints the median compile times, their ratio and whether
-every output is bit-identical. The programs, at the test sizes:
+tests/conftest.py compiles every test program with ``--xla_backend_optimization_level=0
+--xla_llvm_disable_expensive_passes=true`` (what ``JAX_DISABLE_MOST_OPTIMIZATIONS`` sets). This
+script compiles the kinds of program the suite compiles at XLA's defaults (level 3, expensive
+passes on), at level 1 and at level 0 (both without the expensive passes), ``--reps`` times each,
+alternately, in this process (no compilation cache); runs each compiled program on the same
+inputs; and prints the median compile times, each setting's ratio to the default's, and the
+largest absolute difference of any output from the default's. The programs, at the test sizes:
 
 - ``step``: configs/tiny.py's training step (the FAN, targets, AWing loss, RMSProp), two steps;
 - ``cnn6``: configs/tiny_cnn6.py's training step (the coordinate regressor, Adam), two steps;
