@@ -14,9 +14,8 @@ import tempfile
 # the parameters after two RMSProp steps, which turn a rounding-level gradient into a full step),
 # and the suite passes at both. The processes that tests start inherit these flags
 # (test_train.py's _env keeps them), so what a test compares bit for bit (a resumed run against
-# an uninterrupted one) is compiled alike on both sides. The tests that run a command as a user
-# would (the benchmarks' smoke runs, the installed package) run it at XLA's defaults, and the
-# initialiser test compiles at them explicitly.
+# an uninterrupted one) is compiled alike on both sides. The installed-package test runs at XLA's
+# defaults, as a user would, and the initialiser test compiles at them explicitly.
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count=8 {TEST_XLA_FLAGS}")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
