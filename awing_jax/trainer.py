@@ -77,12 +77,18 @@ def total_steps(config, num_train_examples: int) -> int:
     return config.num_epochs * steps_per_epoch(config, num_train_examples)
 
 
+def _decay_steps(config, num_train_examples: int) -> list[int]:
+    """The steps at which the learning rate is multiplied by ``decay_factor``, in order."""
+    per_epoch = steps_per_epoch(config, num_train_examples)
+    return sorted(int(e) * per_epoch for e in config.optimizer.decay_epochs)
+
+
 def learning_rate_schedule(config, num_train_examples: int) -> optax.Schedule:
     """Step decay: ``learning_rate`` times ``decay_factor`` at each of ``decay_epochs``."""
     oc = config.optimizer
-    per_epoch = steps_per_epoch(config, num_train_examples)
     return optax.piecewise_constant_schedule(
-        oc.learning_rate, {int(e) * per_epoch: oc.decay_factor for e in oc.decay_epochs})
+        oc.learning_rate,
+        {step: oc.decay_factor for step in _decay_steps(config, num_train_examples)})
 
 
 def learning_rate_at(config, num_train_examples: int, step: int) -> np.float32:
@@ -95,9 +101,8 @@ def learning_rate_at(config, num_train_examples: int, step: int) -> np.float32:
     depend on the learning rate, the decay epochs or the size of the data set: runs that differ
     only in those share one compiled step (the persistent XLA cache)."""
     oc = config.optimizer
-    per_epoch = steps_per_epoch(config, num_train_examples)
     rate = np.float32(oc.learning_rate)
-    for boundary in sorted(int(e) * per_epoch for e in oc.decay_epochs):
+    for boundary in _decay_steps(config, num_train_examples):
         if step >= boundary:
             rate = np.float32(np.float32(oc.decay_factor) * rate)
     return rate

@@ -30,8 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from awing_jax import inference, trainer
+from awing_jax.landmarks import get_scheme
 from awing_jax.models import create_model
 from awing_jax.targets import render_targets
+from bench.train_step import synthetic_batch
 from configs import tiny, tiny_cnn6
 
 XLA_DEFAULTS = {"xla_backend_optimization_level": 3, "xla_llvm_disable_expensive_passes": False}
@@ -44,19 +46,13 @@ SETTINGS = {
 }
 
 
-def _batch(config, rng, num_landmarks=68):
-    s = config.input_size
-    return {"image": rng.integers(0, 256, (1, config.batch_size, s, s, 3), dtype=np.uint8),
-            "landmarks": rng.uniform(0.2 * s, 0.8 * s, (1, config.batch_size, num_landmarks, 2))
-            .astype(np.float32),
-            "visible": np.ones((1, config.batch_size, num_landmarks), bool)}
-
-
 def _train_step(config):
     """(lowered, run): the pmap'ed step on one device, run for two steps from one state."""
     state = trainer.create_train_state(config, jax.random.key(0), 1000)
     one = jax.local_devices()[:1]
-    batch = _batch(config, np.random.default_rng(0))
+    shapes = argparse.Namespace(input_size=config.input_size, batch=config.batch_size,
+                                landmarks=get_scheme(config.scheme).num_landmarks)
+    batch = {k: v[None] for k, v in synthetic_batch(shapes).items()}  # one device's share
     rate = trainer.learning_rate_at(config, 1000, 0)
     lowered = trainer.make_p_train_step(config).lower(trainer.replicate(state, one), batch, rate)
 

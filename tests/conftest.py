@@ -13,7 +13,7 @@ import tempfile
 # level's in the last bits (bench/compile_options.py: up to 3.1e-5 in a FAN's heatmaps; 0.012 in
 # the parameters after two RMSProp steps, which turn a rounding-level gradient into a full step),
 # and the suite passes at both. The processes that tests start inherit these flags
-# (test_train.py's _env keeps them), so what a test compares bit for bit (a resumed run against
+# (tests/_env.py keeps them), so what a test compares bit for bit (a resumed run against
 # an uninterrupted one) is compiled alike on both sides. The installed-package test runs at XLA's
 # defaults, as a user would, and the initialiser test compiles at them explicitly.
 TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"

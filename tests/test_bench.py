@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from tests._env import xla_flags
+
 # The smallest work that still exercises everything: the tiny preset's one-level hourglass with
 # 19 landmarks (AFLW-19, boundary channel included) and 2 images instead of 98 landmarks and 8
 # images, a small matmul for the peak, and XLA's own convolutions (they compile in about half the
@@ -16,12 +18,9 @@ SMALL = ["--tiny", "--landmarks", "19", "--batch", "2", "--peak_size", "256",
 
 
 def _one_device_env():
-    """The test environment with one CPU device, as a user has: the suite's other XLA flags
-    (tests/conftest.py) kept, since these runs test the harness, not the compiler's output."""
-    flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
-             if not f.startswith("--xla_force_host_platform_device_count")]
-    return {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"},
-            **({"XLA_FLAGS": " ".join(flags)} if flags else {})}
+    """One CPU device, as a user has; the suite's compile options kept (these runs test the
+    harness, not the compiler's output)."""
+    return dict(os.environ, XLA_FLAGS=xla_flags(1))
 
 
 @pytest.mark.parametrize("module", ["bench.train_step", "bench.inference"])

@@ -20,6 +20,7 @@ import pytest
 from awing_jax import checkpoint as ckpt
 from awing_jax import trainer
 from configs import tiny, tiny_cnn6
+from tests._env import xla_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_TRAIN, NUM_TEST = 48, 12
@@ -268,13 +269,8 @@ SGD_RUN = ("--config.optimizer.name=sgd", "--config.optimizer.learning_rate=0.1"
 
 
 def _env(devices):
-    """The test environment for a process with ``devices`` CPU devices: the suite's other XLA
-    flags kept (tests/conftest.py), so that its programs share the compilation cache's entries
-    with the tests' own."""
-    flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
-             if not f.startswith("--xla_force_host_platform_device_count")]
-    return dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
-                XLA_FLAGS=" ".join([f"--xla_force_host_platform_device_count={devices}", *flags]))
+    """The test environment for a train.py / evaluate.py process with ``devices`` CPU devices."""
+    return dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(devices))
 
 
 def test_two_processes_equal_one_process(data_dir, tmp_path):
