@@ -13,9 +13,11 @@ coordinate loss on the predicted landmarks instead of a heatmap loss on rendered
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -174,10 +176,16 @@ def init_variables(model, input_size: int, rng, *,
 
 
 def create_train_state(config, rng, num_train_examples: int) -> TrainState:
-    model = create_model(config)
-    variables = init_variables(model, config.input_size, rng)
+    """The state a run starts from: :func:`init_variables` of ``config``'s model for key ``rng``."""
+    return train_state(config, init_variables(create_model(config), config.input_size, rng),
+                       num_train_examples)
+
+
+def train_state(config, variables: dict, num_train_examples: int) -> TrainState:
+    """A fresh training state of ``config``'s model holding ``variables`` (``params`` and, for
+    models with BatchNorm, ``batch_stats``): update count 0, RMSProp's statistics at zero."""
     return TrainState.create(
-        apply_fn=model.apply, params=variables["params"],
+        apply_fn=create_model(config).apply, params=variables["params"],
         batch_stats=variables.get("batch_stats"),
         tx=create_optimizer(config, num_train_examples),
     )
@@ -445,9 +453,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def _summary_writer(workdir: str):
-    from tensorboardX import SummaryWriter
+    """TensorBoard scalars in ``workdir/tensorboard``.
+
+    tensorboardX imports PyTorch at import time when it is installed (the ``torch`` extra), only
+    to accept torch tensors as values: 2.4 s of a run's start on a CPU. The loop logs Python
+    floats, so tensorboardX is imported with ``torch`` hidden, unless this process already
+    imported it; ``import torch`` works as before afterwards.
+    """
+    with _hidden_module("torch"):
+        from tensorboardX import SummaryWriter
 
     return SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+
+@contextlib.contextmanager
+def _hidden_module(name: str):
+    """``import name`` raises ImportError inside the block (unless it is imported already)."""
+    if name in sys.modules:
+        yield
+        return
+    sys.modules[name] = None
+    try:
+        yield
+    finally:
+        if sys.modules.get(name, 0) is None:
+            del sys.modules[name]
 
 
 def _progress(start: int, total: int):

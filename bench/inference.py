@@ -5,7 +5,8 @@
         [--tiny]
 
 JAX: ``awing_jax.inference.infer``'s model call (``create_model`` with ``--conv_lowering``,
-applied with ``train=False``, BatchNorm running averages) under ``jax.jit``, compiled ahead of
+applied with ``train=False``, BatchNorm running averages; weights drawn on the host by
+``awing_jax.models.common.random_variables``) under ``jax.jit``, compiled ahead of
 time so compile time is reported apart. PyTorch:
 ``awing_jax.torch_reference.FAN`` in ``eval()`` mode under ``torch.inference_mode`` (bfloat16
 through ``torch.autocast``). Both take uint8 images, scale them to [0, 1] and return every stack's
@@ -27,11 +28,11 @@ def prepare_jax(args) -> _speed.Runner:
 
     from awing_jax.inference import model_inputs
     from awing_jax.models import create_model
-    from awing_jax.trainer import init_variables
+    from awing_jax.models.common import random_variables
 
     config = config_for(args)
     model = create_model(config)
-    variables = init_variables(model, config.input_size, jax.random.key(0))
+    variables = random_variables(model, config.input_size)
     images = jnp.asarray(synthetic_batch(args)["image"])
 
     def apply(model, variables, images):

@@ -2,8 +2,9 @@
 
     python -m bench.predict_throughput [--faces 8] [--batch 8] [--reps 3] [--tiny]
 
-A randomly initialised model of configs/wflw.py (FAN, 4 stacks, 256 features, 256² input, 98
-landmarks; ``--tiny``: configs/tiny.py) written as a checkpoint and loaded by ``Predictor``, the
+A model of configs/wflw.py (FAN, 4 stacks, 256 features, 256² input, 98 landmarks; ``--tiny``:
+configs/tiny.py) with weights drawn on the host (``awing_jax.models.common.random_variables``: no
+initialiser compiled) written as a checkpoint and loaded by ``Predictor``, the
 way ``predict.py`` runs. Photos: scikit-image's ``astronaut`` with its hand-annotated face box,
 ``--faces`` copies (the detector is left out: see bench/detectors.py). Settings: no refinement;
 one refine pass; one refine pass after the default search over first-crop scales
@@ -20,11 +21,11 @@ import statistics
 import tempfile
 import time
 
-import jax
 import numpy as np
 
-from awing_jax import convert, predict, trainer
+from awing_jax import convert, predict
 from awing_jax.models import create_model
+from awing_jax.models.common import random_variables
 from configs import tiny, wflw
 from tests import real_faces
 
@@ -39,7 +40,7 @@ def main() -> None:
     config = (tiny if args.tiny else wflw).get_config()
     model = create_model(config, bn_axis_name=None)
     size = config.input_size
-    variables = trainer.init_variables(model, size, jax.random.key(0))
+    variables = random_variables(model, size)
     with tempfile.TemporaryDirectory() as workdir:
         convert.write_checkpoint(variables, config, workdir)
         predictor = predict.Predictor(workdir)

@@ -6,8 +6,10 @@
 
 JAX: the project's own step (``awing_jax.trainer.make_p_train_step``: targets rendered on device,
 FAN forward and backward, Adaptive Wing loss with its weight map, RMSProp, metrics) on one device,
-compiled ahead of time so compile time is reported apart, with ``--conv_lowering``; FLOPs from
-XLA's cost analysis of the same step with ``conv_lowering="xla"`` (direct convolutions).
+compiled ahead of time so compile time is reported apart, with ``--conv_lowering``, from
+weights drawn on the host (``awing_jax.models.common.random_variables``: no initialiser
+compiled); FLOPs from XLA's cost analysis of the same step with ``conv_lowering="xla"``
+(direct convolutions).
 PyTorch: ``awing_jax.torch_reference.FAN`` (NCHW) with the same loss written below in torch, on
 targets rendered once beforehand (JAX renders them inside every step, a few percent of the work),
 and ``torch.optim.RMSprop`` with the same hyper-parameters; bfloat16 through ``torch.autocast``.
@@ -63,9 +65,12 @@ def prepare_jax(args) -> _speed.Runner:
     import jax
 
     from awing_jax import trainer
+    from awing_jax.models import create_model
+    from awing_jax.models.common import random_variables
 
     config = config_for(args)
-    state = trainer.create_train_state(config, jax.random.key(0), num_train_examples=1000)
+    variables = random_variables(create_model(config), config.input_size)
+    state = trainer.train_state(config, variables, num_train_examples=1000)
     one = jax.local_devices()[:1]  # the benchmark times one device, whatever else is visible
     state = trainer.replicate(state, one)
     batch = trainer.replicate(synthetic_batch(args), one)

@@ -2,35 +2,12 @@
 
 import os
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
 from awing_jax import convert
 from awing_jax.models import create_model
+from awing_jax.models.common import random_variables
 from configs import tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def random_variables(model, size: int, seed: int = 0) -> dict:
-    """Variables of ``model`` (input ``size``²) with random weights scaled so that activations
-    stay of order one, and non-trivial BatchNorm statistics (an initialised FAN's outputs are
-    nearly flat). No ``model.init`` is compiled: only its shapes are traced."""
-    shapes = jax.eval_shape(
-        lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False))
-    rng = np.random.default_rng(seed)
-
-    def fill(path, leaf):
-        name = path[-1].key
-        if name == "kernel":
-            fan_in = np.prod(leaf.shape[:-1])
-            return (rng.normal(size=leaf.shape) / np.sqrt(fan_in)).astype(np.float32)
-        if name in ("scale", "var"):
-            return rng.uniform(0.8, 1.2, leaf.shape).astype(np.float32)
-        return (0.1 * rng.normal(size=leaf.shape)).astype(np.float32)
-
-    return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
 def write_tiny_checkpoint(workdir: str, seed: int = 0) -> str:

@@ -177,11 +177,8 @@ def _state_of_random_weights(config):
     initialisation (none is compiled): what fine-tuning keeps of a fresh state is whatever that
     state holds, so these tests need any distinct values, not the initialiser's. The real
     initialiser runs in the fine-tuning runs here and in tests/test_coco_landmarks.py."""
-    model = create_model(config)
-    variables = random_variables(model, config.input_size, seed=5)
-    return trainer.TrainState.create(apply_fn=model.apply, params=variables["params"],
-                                     batch_stats=variables["batch_stats"],
-                                     tx=trainer.create_optimizer(config, 16))
+    return trainer.train_state(
+        config, random_variables(create_model(config), config.input_size, seed=5), 16)
 
 
 def _fresh_and_started(config):

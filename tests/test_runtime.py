@@ -199,7 +199,7 @@ def test_fan_lowerings_are_one_function_of_the_same_parameters():
     convolution count, below): its value is compared, and its gradient, which is the Winograd
     branch's, is not compiled a second time."""
     x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
-    variables = random_variables(_fan("xla"), size=32)  # (no initialiser to compile)
+    variables = random_variables(_fan("xla"), 32)  # (no initialiser to compile)
     (value, grads), plain = _fan_loss_and_program("xla", variables, x)
     counts = {"xla": plain}
     shapes = jax.tree.map(jnp.shape, variables)

@@ -164,11 +164,15 @@ def test_initialiser_options_change_its_compile_time_only(name):
     """The initialiser compiled with trainer.INIT_COMPILER_OPTIONS gives XLA's default
     compilation's values bit for bit: the tiny FAN (convolutions, BatchNorm, CoordConv, boundary
     head) and the tiny CNN-6 of tests/test_regression.py (dense layers, a zero-initialised
-    head). Every model here uses flax's default initialisers (the ResNet too)."""
+    head), both wider. Every model here uses flax's default initialisers (the ResNet too)."""
     from awing_jax.models import create_model
     from tests.test_regression import tiny_regression_config
 
-    config = tiny_config("") if name == "fan" else tiny_regression_config(name)
+    # Wider than the tiny models (16 features, not 4, in the CNN-6; 64, not 16, in the FAN): at
+    # XLA's default level LLVM unrolls the random draws of very small kernels (3x3x4x8) in full,
+    # and these two programs took 7.4 s and 14.7 s to compile instead of 2.6 s and 10.9 s.
+    config = (tiny_config("", **{"model.features": 64}) if name == "fan"
+              else tiny_regression_config(name, **{"model.features": 16}))
     model = create_model(config)
     key = jax.random.key(11)
     fast = trainer.init_variables(model, config.input_size, key)
@@ -301,13 +305,23 @@ def test_two_processes_equal_one_process(data_dir, tmp_path):
 def test_training_lowers_loss_and_evaluate_writes_report(data_dir, tmp_path):
     workdir = tmp_path / "run"
     # Eight devices and tiny's own learning rate: the training step of the tests that train the
-    # tiny FAN in process (the XLA cache shares it).
-    cmd = _train_cmd(data_dir, workdir, 30, "--config.log_every_steps=5", config="tiny")
+    # tiny FAN in process (the XLA cache shares it). One checkpoint, at the end.
+    cmd = _train_cmd(data_dir, workdir, 12, "--config.log_every_steps=2",
+                     "--config.checkpoint_every_steps=12", config="tiny")
     run = subprocess.run(cmd, cwd=ROOT, env=_env(8), capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     records = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
-    losses = [r["loss"] for r in records if "loss" in r]
-    assert len(losses) >= 6 and losses[-1] < 0.8 * losses[0], losses
+    train = [r for r in records if "loss" in r]
+    losses = [r["loss"] for r in train]
+    assert len(losses) == 6 and losses[-1] < 0.8 * losses[0], losses
+    # TensorBoard has what metrics.jsonl has: every logged training value and the evaluation.
+    scalars = tensorboard_scalars(workdir / "tensorboard")
+    for r in train:
+        for key in ("loss", "train_nme", "grad_norm", "learning_rate"):
+            assert scalars[f"train/{key}"][r["step"]] == pytest.approx(r[key], rel=1e-6)
+    assert sorted(scalars["train/loss"]) == [r["step"] for r in train]
+    last = records[-1]
+    assert scalars["eval/nme"] == {last["step"]: pytest.approx(last["nme"], rel=1e-6)}
     ev = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"),
                          f"--workdir={workdir}", "--checkpoint=latest", "--flip_test"],
                         cwd=ROOT, env=_env(8), capture_output=True, text=True, timeout=600)
@@ -326,6 +340,42 @@ def test_training_lowers_loss_and_evaluate_writes_report(data_dir, tmp_path):
     assert max(abs(flipped[i] - plain[i]) for i in flipped) > 1e-3
     assert 0 <= split["failure_rate"] <= 1 and 0 <= split["auc"] <= 1
     assert os.path.getsize(workdir / "eval" / "synthetic_faces-test-ced.png") > 1000
+
+
+def tensorboard_scalars(directory) -> dict[str, dict[int, float]]:
+    """{tag: {step: value}} of the scalars in the TensorBoard event files under ``directory``,
+    read here: TFRecord framing (a little-endian uint64 length, its 4-byte CRC, the record, its
+    4-byte CRC) around tensorboardX's Event protocol buffers."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    scalars: dict[str, dict[int, float]] = {}
+    files = sorted(directory.glob("events.out.tfevents.*"))
+    assert files, f"no event file in {directory}"
+    for path in files:
+        data = path.read_bytes()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack_from("<Q", data, offset)
+            event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+            offset += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+    return scalars
+
+
+def test_summary_writer_leaves_pytorch_unimported(tmp_path):
+    """tensorboardX imports PyTorch when it is installed; the run's writer does not, and
+    ``import torch`` is not blocked afterwards."""
+    script = ("import sys; from awing_jax import trainer; "
+              "w = trainer._summary_writer(sys.argv[1]); w.add_scalar('train/loss', 0.5, 7); "
+              "w.close(); print(repr(sys.modules.get('torch', 'absent')))")
+    run = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, env=_env(1),
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip() == "'absent'"
+    assert tensorboard_scalars(tmp_path / "tensorboard") == {"train/loss": {7: 0.5}}
 
 
 def flip_test_nmes(workdir, data_dir):

@@ -12,6 +12,7 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from awing_jax.models.conv import conv_function
 
@@ -23,6 +24,32 @@ BN_EPSILON = 1e-5
 def count_params(tree) -> int:
     """Number of scalars in a pytree of arrays or ``jax.ShapeDtypeStruct`` (from eval_shape)."""
     return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def random_variables(model: nn.Module, input_size: int, seed: int = 0) -> dict:
+    """Variables of ``model`` for an ``input_size``² input, drawn on the host with NumPy, for
+    benchmarks and tests: kernels ~ N(0, 1 / fan_in) (activations of order one), BatchNorm scales
+    and variances uniform in [0.8, 1.2], every other leaf ~ N(0, 0.1²).
+
+    Only the initialiser's shapes are traced (``jax.eval_shape``); nothing is compiled. Compiling
+    ``model.init`` costs seconds for a tiny FAN and about half a minute for the paper's FAN-4 on a
+    CPU (BENCHMARKS.md, "Initialiser compile"), for values a speed measurement does not depend on.
+    Training starts from ``model.init``'s values (:func:`awing_jax.trainer.init_variables`).
+    """
+    shapes = jax.eval_shape(lambda: model.init(
+        jax.random.key(0), jnp.zeros((1, input_size, input_size, 3)), train=False))
+    rng = np.random.default_rng(seed)
+
+    def draw(path, leaf):
+        name = path[-1].key
+        if name == "kernel":
+            return (rng.normal(size=leaf.shape) / np.sqrt(math.prod(leaf.shape[:-1])))\
+                .astype(np.float32)
+        if name in ("scale", "var"):
+            return rng.uniform(0.8, 1.2, leaf.shape).astype(np.float32)
+        return (0.1 * rng.normal(size=leaf.shape)).astype(np.float32)
+
+    return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
 def conv(features: int, kernel: int, dtype, name: str, *, bias: bool, lowering: str,
