@@ -63,8 +63,10 @@ def test_every_path_gives_the_landmarks_of_the_one_function(fan_checkpoint):
     landmarks = np.asarray(result.landmarks)
     assert landmarks.shape == (BATCH, 68, 2) and len(result.heatmaps) == 2
 
-    # Independently: the model on crops / 255, its last stack decoded here.
-    outputs = model.apply(variables, crops.astype(np.float32) / 255.0, train=False)
+    # Independently: the model on crops / 255 (one program, not an eager one per operation), its
+    # last stack decoded here.
+    outputs = jax.jit(lambda v, x: model.apply(v, x, train=False))(
+        variables, crops.astype(np.float32) / 255.0)
     last = np.asarray(outputs[-1])
     np.testing.assert_allclose(result.heatmaps[-1], last, atol=1e-5)
     np.testing.assert_allclose(landmarks, _reference_decode(last[..., :68], 4), atol=1e-4)
