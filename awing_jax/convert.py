@@ -16,6 +16,7 @@ needs and are skipped.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping
@@ -159,6 +160,7 @@ def load_state_dict(path: str) -> Mapping:
     return state_dict
 
 
+@functools.lru_cache(maxsize=8)  # read only; a trace of the whole FAN per layout
 def _abstract_variables(num_landmarks: int, num_stacks: int, features: int, depth: int):
     from awing_jax.models.fan import FAN
 

@@ -7,6 +7,7 @@ docs/models.md describes the networks built from them.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import flax.linen as nn
@@ -26,6 +27,14 @@ def count_params(tree) -> int:
     return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(tree))
 
 
+@functools.lru_cache(maxsize=32)
+def variable_shapes(model: nn.Module, input_size: int) -> dict:
+    """``model``'s variables for an ``input_size``² input as ``jax.ShapeDtypeStruct`` leaves,
+    from one trace of ``model.init`` per model and size in a process (read only)."""
+    return jax.eval_shape(lambda: model.init(
+        jax.random.key(0), jnp.zeros((1, input_size, input_size, 3)), train=False))
+
+
 def random_variables(model: nn.Module, input_size: int, seed: int = 0) -> dict:
     """Variables of ``model`` for an ``input_size``² input, drawn on the host with NumPy, for
     benchmarks and tests: kernels ~ N(0, 1 / fan_in) (activations of order one), BatchNorm scales
@@ -36,8 +45,7 @@ def random_variables(model: nn.Module, input_size: int, seed: int = 0) -> dict:
     CPU (BENCHMARKS.md, "Initialiser compile"), for values a speed measurement does not depend on.
     Training starts from ``model.init``'s values (:func:`awing_jax.trainer.init_variables`).
     """
-    shapes = jax.eval_shape(lambda: model.init(
-        jax.random.key(0), jnp.zeros((1, input_size, input_size, 3)), train=False))
+    shapes = variable_shapes(model, input_size)
     rng = np.random.default_rng(seed)
 
     def draw(path, leaf):
