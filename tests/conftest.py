@@ -26,16 +26,20 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
 # compiles about 40 s less with 0 than with 0.5; BENCHMARKS.md, "Test suite").
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
-# The longest tests (whole training runs in subprocesses, many compilations) go first, so that
-# the two xdist workers do not end with one of them alone on a long test.
+# The longest tests (whole training runs in subprocesses, many compilations) go first, longest
+# first, so that the two xdist workers do not end with one of them alone on a long test.
 SLOW_FIRST = (
     "tests/test_regression.py::test_compare_losses_end_to_end",
     "tests/test_runtime.py::test_fan_lowerings_are_one_function_of_the_same_parameters",
-    "tests/test_finetune.py::test_finetune_run_starts_from_the_converted_params",
-    "tests/test_train.py::test_training_lowers_loss_and_evaluate_writes_report",
-    "tests/test_train.py::test_two_processes_equal_one_process",
-    "tests/test_coco_landmarks.py::test_five_points_train_evaluate_predict_export",
     "tests/test_bench.py::test_compare_runs_each_framework_in_its_own_process",
+    "tests/test_coco_landmarks.py::test_five_points_train_evaluate_predict_export",
+    "tests/test_train.py::test_initialiser_options_change_its_compile_time_only",
+    "tests/test_train.py::test_two_processes_equal_one_process",
+    "tests/test_train.py::test_training_lowers_loss_and_evaluate_writes_report",
+    "tests/test_inference.py::test_every_path_gives_the_landmarks_of_the_one_function",
+    "tests/test_predict.py::test_export_round_trip_for_two_batch_sizes",
+    "tests/test_train.py::test_nan_stops_training_and_keeps_last_checkpoint",
+    "tests/test_finetune.py::test_finetune_run_starts_from_the_converted_params",
     "tests/test_coco_landmarks.py::test_68_points_train_with_boundary_and_evaluate",
 )
 
