@@ -291,11 +291,10 @@ def train_step(state: TrainState, batch, learning_rate, *, config, scheme):
         scheme=scheme)
     grads = jax.lax.pmean(grads, AXIS)
     loss = jax.lax.pmean(loss, AXIS)
-    updates, opt_state = optimizer(config, learning_rate).update(grads, state.opt_state,
-                                                                 state.params)
-    new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params,
-                                                                              updates),
-                              opt_state=opt_state, batch_stats=batch_stats)
+    # flax's update with this step's optimiser (the same state layout as ``state.tx``'s), then
+    # ``state.tx`` back: the returned state must not hold an optimiser bound to a traced rate.
+    new_state = state.replace(tx=optimizer(config, learning_rate)).apply_gradients(
+        grads=grads, batch_stats=batch_stats).replace(tx=state.tx)
     grad_norm = optax.tree.norm(grads)
     # The model of state.apply_fn (the same config builds the same module), for its decoder.
     pred = inference.landmarks_from_outputs(create_model(config), outputs, decoder=config.decoder)

@@ -36,6 +36,8 @@ from awing_jax.targets import render_targets
 from bench.train_step import synthetic_batch
 from configs import tiny, tiny_cnn6
 
+# XLA's CPU defaults for the options that trainer.INIT_COMPILER_OPTIONS and the tests' XLA_FLAGS
+# set (tests/test_train.py compiles the initialiser at them too).
 XLA_DEFAULTS = {"xla_backend_optimization_level": 3, "xla_llvm_disable_expensive_passes": False}
 # The settings compared: XLA's defaults, LLVM level 1 without the expensive passes, and what
 # JAX_DISABLE_MOST_OPTIMIZATIONS=1 sets (level 0 without them).

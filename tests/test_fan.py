@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from awing_jax.models.common import count_params
+from awing_jax.models.common import count_params, variable_shapes
 from awing_jax.models.fan import FAN, add_coords, coord_channels
 
 # XLA's own convolutions: they compile in about half the time of the CPU Winograd lowering that
@@ -29,7 +29,7 @@ def _variables(model: FAN, x: jax.Array, seed: int = 0):
     Compiling ``model.init`` takes tens of seconds on a CPU; the tests need any well-scaled
     weights, not the initialisers. BatchNorm scale/bias are perturbed so they matter.
     """
-    shapes = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+    shapes = variable_shapes(model, x.shape[1])  # (batch, size, size, 3) images
     rng = np.random.default_rng(seed)
 
     def fill(path, leaf):
@@ -91,7 +91,7 @@ def test_parameter_names_follow_documented_mapping():
 def test_forward_shapes_and_dtypes(dtype):
     model = FAN(**TINY, dtype=dtype)
     x = _images(2)
-    shapes = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+    shapes = variable_shapes(model, SIZE)
     assert {p.dtype for p in jax.tree_util.tree_leaves(shapes)} == {jnp.dtype(jnp.float32)}
     outputs = _apply(model, _variables(model, x), x, False)
     assert len(outputs) == 2

@@ -19,6 +19,7 @@ import pytest
 
 from awing_jax import checkpoint as ckpt
 from awing_jax import trainer
+from bench.compile_options import XLA_DEFAULTS
 from configs import tiny, tiny_cnn6
 from tests._env import xla_flags
 
@@ -155,10 +156,6 @@ def test_non_finite_step_is_reported():
     assert np.all(metrics["finite"] == 0.0)
 
 
-# XLA's defaults for the options that INIT_COMPILER_OPTIONS and the suite's XLA_FLAGS set.
-XLA_DEFAULTS = {"xla_backend_optimization_level": 3, "xla_llvm_disable_expensive_passes": False}
-
-
 @pytest.mark.parametrize("name", ["fan", "cnn6"])
 def test_initialiser_options_change_its_compile_time_only(name):
     """The initialiser compiled with trainer.INIT_COMPILER_OPTIONS gives XLA's default
@@ -216,10 +213,7 @@ def _lowered_step(config, num_train_examples):
     def state():
         variables = model.init(jax.random.key(0), jax.numpy.zeros((1, size, size, 3)),
                                train=False)
-        return trainer.TrainState.create(
-            apply_fn=model.apply, params=variables["params"],
-            batch_stats=variables.get("batch_stats"),
-            tx=trainer.create_optimizer(config, num_train_examples))
+        return trainer.train_state(config, variables, num_train_examples)
 
     one = lambda x: jax.ShapeDtypeStruct((1, *x.shape), x.dtype)  # noqa: E731
     batch = fake_batch(config, np.random.default_rng(0), config.batch_size)
